@@ -1,0 +1,585 @@
+"""Training engine and checkpoints.
+
+* :class:`Trainer` turns a model and a data set into a generator of :class:`Snapshot` s, one per
+  step. Whoever pulls from it decides the pace: the GUI worker (through :func:`throttled`) and
+  the CLI iterate it, pause by not pulling, and stop by closing it at the next yield.
+* :class:`RunControl` is the thread-safe pause / resume / single step / stop switch that a
+  consumer on another thread waits on.
+* Checkpoints are a safetensors file whose header metadata holds the description (family,
+  hyperparameters, data set, step, metrics, app version), plus a readable JSON sidecar. Both are
+  written atomically; loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import struct
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+import core
+from core import registry
+from core.data import Dataset
+from core.protocol import GenerativeModel, Likelihood, NonFiniteError
+
+# --------------------------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------------------------
+
+
+def select_device(preference: str | None = None) -> tuple[torch.device, str | None]:
+    """Pick the device: ``"auto"`` (CUDA if it works, else CPU), ``"cpu"`` or ``"cuda[:N]"``.
+
+    ``$GMS_DEVICE`` gives the preference when none is passed, and ``GMS_FORCE_CPU=1`` overrides
+    everything. Returns the device and a message for the user when the choice was not honoured.
+    """
+    if os.environ.get("GMS_FORCE_CPU", "").lower() in ("1", "true", "yes"):
+        return torch.device("cpu"), None
+    pref = (preference or os.environ.get("GMS_DEVICE") or "auto").lower()
+    if pref == "cpu":
+        return torch.device("cpu"), None
+    if pref != "auto" and not pref.startswith("cuda"):
+        raise ValueError(f"unknown device {pref!r}: use auto, cpu or cuda")
+    if not torch.cuda.is_available():
+        if pref == "auto":
+            return torch.device("cpu"), None
+        return torch.device("cpu"), f"{pref} was asked for but no CUDA device is available: training on the CPU"
+    device = torch.device("cuda" if pref == "auto" else pref)
+    try:
+        torch.zeros(1, device=device).sum().item()
+    except Exception as exc:  # a broken driver, a wrong index, out of memory...
+        return torch.device("cpu"), f"CUDA failed ({exc}): training on the CPU"
+    return device, None
+
+
+def _is_cuda_failure(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(s in text for s in ("CUDA", "cuda", "cuDNN", "CUBLAS"))
+
+
+# --------------------------------------------------------------------------------------------
+# snapshots and the trainer
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    max_steps: int | None = None  # overrides epochs when set
+    seed: int = 0
+    device: str | None = None  # None: $GMS_DEVICE or auto
+    eval_every: int = 200  # steps between held-out evaluations (0: only at the end)
+    eval_size: int = 1000  # held-out examples used by those evaluations
+    visuals_every_s: float | None = 0.5  # seconds between arrays for the views (None: never)
+    visuals_n: int = 64
+    checkpoint_path: str | os.PathLike | None = None
+    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
+    num_threads: int | None = None  # torch intra-op threads in the training thread
+
+
+@dataclass
+class Snapshot:
+    """What a trainer yields after each step. ``arrays`` is empty except every
+    ``visuals_every_s``; ``event`` is ``step``, ``eval``, ``finished``, ``nonfinite`` or ``device``."""
+
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    event: str = "step"
+    message: str | None = None
+    elapsed: float = 0.0
+    steps_per_s: float = 0.0
+    device: str = "cpu"
+    image_shape: tuple[int, int] | None = None
+
+
+class Trainer:
+    """Trains ``model`` on ``data``. Iterate :meth:`run` (a generator) to make progress."""
+
+    def __init__(self, model: GenerativeModel, data: Dataset, config: TrainConfig | None = None,
+                 *, start_step: int = 0):
+        if data.shape != model.data_shape:
+            raise ValueError(f"data set {data.name} has shape {data.shape}, the model expects {model.data_shape}")
+        if len(data.train) == 0:
+            raise ValueError(f"data set {data.name} has no training examples")
+        self.model = model
+        self.data = data
+        self.config = config or TrainConfig()
+        self.step = start_step
+        self.metrics: dict[str, float] = {}
+        self._pending_lr: float | None = None
+        self._lock = threading.Lock()
+        self.device, self.device_message = select_device(self.config.device)
+        self._last_good: dict[str, torch.Tensor] | None = None
+
+    # -- live changes (any thread) ---------------------------------------------------------------
+    def set_lr(self, lr: float) -> None:
+        lr = self.model.info.validate({"lr": lr})["lr"]
+        with self._lock:
+            self._pending_lr = lr
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return int(self.model.hparams.get("batch_size", 64))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.data.train) / self.batch_size))
+
+    @property
+    def total_steps(self) -> int:
+        if self.config.max_steps is not None:
+            return int(self.config.max_steps)
+        return max(1, math.ceil(self.config.epochs * self.steps_per_epoch))
+
+    def _remember_good(self) -> None:
+        self._last_good = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def _restore_good(self) -> None:
+        if self._last_good is not None:
+            self.model.load_state_dict(self._last_good)
+
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def _to_device(self, device: torch.device) -> None:
+        self.device = device
+        self.model.to(device)
+        self._train = torch.from_numpy(np.ascontiguousarray(self.data.train)).to(device)
+        self._valid = torch.from_numpy(np.ascontiguousarray(self.data.valid[: self.config.eval_size])).to(device)
+        lr = float(self.model.hparams.get("lr", 1e-3))
+        if self.model.optimizer is not None:
+            lr = self.model.optimizer.param_groups[0]["lr"]
+        self.model.configure_optimizer(lr)
+
+    @torch.no_grad()
+    def evaluate_valid(self) -> dict[str, float]:
+        if self.model.info.likelihood is Likelihood.NONE or len(self._valid) == 0:
+            return {}
+        self.model.eval()
+        return _nll_metrics(self.model, self._valid, self.model.info.likelihood, prefix="valid_")
+
+    def _snapshot(self, loss: float, event: str, t0: float, steps_done: int, message: str | None = None,
+                  arrays: dict | None = None) -> Snapshot:
+        elapsed = time.perf_counter() - t0
+        return Snapshot(
+            step=self.step, total_steps=self.total_steps, epoch=self.step / self.steps_per_epoch,
+            loss=loss, metrics=dict(self.metrics), arrays=arrays or {}, event=event, message=message,
+            elapsed=elapsed, steps_per_s=steps_done / elapsed if elapsed > 0 else 0.0,
+            device=str(self.device), image_shape=self.data.image_shape,
+        )
+
+    def _visuals(self) -> dict[str, np.ndarray]:
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
+        return self.model.visuals(self.config.visuals_n, generator=gen)
+
+    # -- the generator ---------------------------------------------------------------------------
+    def run(self) -> Iterator[Snapshot]:
+        cfg = self.config
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        self._to_device(self.device)
+        self._remember_good()
+        t0 = time.perf_counter()
+        if self.device_message:
+            yield self._snapshot(math.nan, "device", t0, 0, self.device_message)
+        last_visual = -math.inf
+        order = rng.permutation(len(self._train))
+        pos, loss, done = 0, math.nan, 0
+        while self.step < self.total_steps:
+            with self._lock:
+                lr, self._pending_lr = self._pending_lr, None
+            if lr is not None:
+                self.model.hparams["lr"] = lr
+                self.model.set_lr(lr)
+            if pos >= len(order):
+                order, pos = rng.permutation(len(self._train)), 0
+            idx = torch.from_numpy(order[pos:pos + self.batch_size]).to(self.device)
+            pos += self.batch_size
+            try:
+                batch = self._train.index_select(0, idx).float()
+                out = self.model.train_step(batch)
+            except NonFiniteError as exc:
+                self._restore_good()
+                yield self._snapshot(math.nan, "nonfinite", t0, done,
+                                     f"training stopped at step {self.step + 1}: {exc}. "
+                                     f"The last good weights were restored.")
+                return
+            except RuntimeError as exc:
+                if self.device.type != "cuda" or not _is_cuda_failure(exc):
+                    raise
+                self._restore_good()
+                self._to_device(torch.device("cpu"))
+                yield self._snapshot(loss, "device", t0, done, f"CUDA failed ({exc}): continuing on the CPU")
+                continue
+            self.step += 1
+            done += 1
+            loss = float(out["loss"])
+            self.metrics.update({k: float(v) for k, v in out.items() if k != "loss"})
+            event = "step"
+            if self.step == self.total_steps or (cfg.eval_every and self.step % cfg.eval_every == 0):
+                if not self._weights_finite():
+                    self._restore_good()
+                    yield self._snapshot(math.nan, "nonfinite", t0, done,
+                                         f"the weights became NaN or infinite by step {self.step}; "
+                                         f"the last good weights were restored.")
+                    return
+                self._remember_good()
+                self.metrics.update(self.evaluate_valid())
+                event = "eval"
+            arrays = None
+            now = time.perf_counter()
+            if cfg.visuals_every_s is not None and (now - last_visual >= cfg.visuals_every_s
+                                                    or self.step == self.total_steps):
+                arrays, last_visual = self._visuals(), now
+            if cfg.checkpoint_path and (self.step == self.total_steps
+                                        or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)):
+                self.save(cfg.checkpoint_path)
+            if self.step == self.total_steps:
+                event = "finished"
+            yield self._snapshot(loss, event, t0, done, arrays=arrays)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return save_checkpoint(path, self.model, data=self.data, step=self.step,
+                               epoch=self.step / self.steps_per_epoch, metrics=self.metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# consumers: pause / resume / step / stop, and throttling to a frame rate
+# --------------------------------------------------------------------------------------------
+
+
+class RunControl:
+    """Thread-safe switch a consumer of a trainer waits on before pulling the next snapshot."""
+
+    def __init__(self, paused: bool = False):
+        self._cond = threading.Condition()
+        self._paused = paused
+        self._stopped = False
+        self._grants = 0
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def step(self, n: int = 1) -> None:
+        """While paused, let ``n`` more steps through."""
+        with self._cond:
+            self._paused = True
+            self._grants += n
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block while paused with no step granted; ``False`` once stopped (or on timeout)."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self._stopped or not self._paused or self._grants > 0, timeout)
+            if not ok or self._stopped:
+                return False
+            if self._paused:
+                self._grants -= 1
+            return True
+
+
+@dataclass
+class Frame:
+    """What a throttled consumer hands to a view: the latest snapshot, the (step, loss) points
+    since the previous frame, and the newest arrays and eval metrics seen in between."""
+
+    snapshot: Snapshot
+    curve: np.ndarray  # (k, 2) float64: step, loss
+    arrays: dict[str, np.ndarray]
+    steps: int  # snapshots folded into this frame
+
+
+_URGENT = {"eval", "finished", "nonfinite", "device"}
+
+
+def throttled(snapshots: Iterator[Snapshot], control: RunControl | None = None, fps: float = 30.0,
+              clock: Callable[[], float] = time.perf_counter) -> Iterator[Frame]:
+    """Pull from ``snapshots`` as fast as training goes; yield at most ``fps`` frames a second
+    (plus one for every eval, message and the end) and obey ``control``. Closes ``snapshots``."""
+    control = control or RunControl()
+    interval = 1.0 / fps
+    curve: list[tuple[float, float]] = []
+    arrays: dict[str, np.ndarray] = {}
+    last_emit = -math.inf
+    pending: Snapshot | None = None
+    count = 0
+    try:
+        while control.wait():
+            try:
+                snap = next(snapshots)
+            except StopIteration:
+                break
+            pending, count = snap, count + 1
+            if math.isfinite(snap.loss) and snap.event not in ("device",):
+                curve.append((snap.step, snap.loss))
+            if snap.arrays:
+                arrays = snap.arrays
+            now = clock()
+            if snap.event in _URGENT or control.paused or now - last_emit >= interval:
+                yield Frame(snap, np.asarray(curve, np.float64).reshape(-1, 2), arrays, count)
+                curve, arrays, pending, count, last_emit = [], {}, None, 0, now
+        if pending is not None:
+            yield Frame(pending, np.asarray(curve, np.float64).reshape(-1, 2), arrays, count)
+    finally:
+        snapshots.close()
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def _nll_metrics(model: GenerativeModel, x: torch.Tensor, kind: Likelihood, prefix: str = "",
+                 batch_size: int = 1000) -> dict[str, float]:
+    total, n = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        lp = model.log_prob(x[i:i + batch_size].float())
+        total += float(lp.double().sum())
+        n += len(lp)
+    nll = -total / n
+    if not math.isfinite(nll):
+        raise NonFiniteError(f"the model's log-likelihood is {nll}")
+    bpd = nll / (model.dim * math.log(2))
+    if kind is Likelihood.EXACT:
+        return {f"{prefix}nll": nll, f"{prefix}bpd": bpd}
+    return {f"{prefix}nll_bound": nll, f"{prefix}bpd_bound": bpd}
+
+
+@torch.no_grad()
+def evaluate(model: GenerativeModel, x: np.ndarray, batch_size: int = 1000) -> dict[str, Any]:
+    """Score ``x`` (N, *data_shape): ``nll_nats`` and ``bits_per_dim`` for exact models,
+    ``nll_bound_nats`` / ``bits_per_dim_bound`` (an upper bound on the NLL) for bound models."""
+    kind = model.info.likelihood
+    if kind is Likelihood.NONE:
+        raise ValueError(f"{model.info.name} has no likelihood to evaluate")
+    if tuple(x.shape[1:]) != model.data_shape:
+        raise ValueError(f"the data have shape {x.shape}, the model expects (N, "
+                         f"{', '.join(map(str, model.data_shape))})")
+    if len(x) == 0:
+        raise ValueError("the data are empty")
+    model.eval()
+    t = torch.from_numpy(np.ascontiguousarray(x)).to(model.device)
+    m = _nll_metrics(model, t, kind, batch_size=batch_size)
+    if kind is Likelihood.EXACT:
+        out = {"nll_nats": m["nll"], "bits_per_dim": m["bpd"]}
+    else:
+        out = {"nll_bound_nats": m["nll_bound"], "bits_per_dim_bound": m["bpd_bound"]}
+    out.update({"likelihood": kind.value, "n": int(len(x)), "family": model.info.key})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------
+
+FORMAT = "genmodel-sandbox/checkpoint"
+FORMAT_VERSION = 1
+_META_KEY = "genmodel_sandbox"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged, foreign or does not fit; nothing was changed."""
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def save_checkpoint(path: str | os.PathLike, model: GenerativeModel, *, data: Dataset | None = None,
+                    step: int = 0, epoch: float = 0.0, metrics: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write ``path`` (.safetensors) and its ``.json`` sidecar, each atomically."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"checkpoint files end in .safetensors, not {path.suffix or '(nothing)'}: {path}")
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "family": model.info.key,
+        "hparams": model.hparams,
+        "data_shape": list(model.data_shape),
+        "data": None if data is None else {"name": data.name, "kind": data.kind.value,
+                                           "image_shape": data.image_shape, "n_train": len(data.train)},
+        "step": int(step),
+        "epoch": float(epoch),
+        "metrics": metrics or {},
+        "app_version": core.__version__,
+        "torch_version": torch.__version__,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
+    meta = _jsonable(meta)
+    blob = save(tensors, metadata={_META_KEY: json.dumps(meta)})
+    _atomic_write(path, blob)
+    side = dict(meta, tensors_sha256=hashlib.sha256(blob).hexdigest(), tensors_file=path.name)
+    _atomic_write(sidecar_path(path), (json.dumps(side, indent=2) + "\n").encode())
+    return path
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a checkpoint's header without loading tensors; raise CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if head[:1] == b"\x80" or head[:2] == b"PK":
+            kind = "a Python pickle" if head[:1] == b"\x80" else "a zip archive (torch.save format)"
+            raise CheckpointError(f"{path} is {kind}, not a safetensors file. It was not opened: "
+                                  f"unpickling a file can run arbitrary code.")
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is too short to be a checkpoint ({size} bytes)")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8 or n > 100_000_000:
+            raise CheckpointError(f"{path} is not a safetensors checkpoint, or it is truncated "
+                                  f"(header says {n} bytes, file has {size})")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path} is not a safetensors checkpoint (unreadable header: {exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors checkpoint (bad header)")
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+            and "data_offsets" in v]
+    if ends and 8 + n + max(ends) > size:
+        raise CheckpointError(f"{path} is truncated: {size} bytes, its header needs {8 + n + max(ends)}")
+    raw = (header.get("__metadata__") or {}).get(_META_KEY)
+    if raw is None:
+        raise CheckpointError(f"{path} is a safetensors file but not a checkpoint of this app "
+                              f"(no {_META_KEY!r} metadata): it may belong to another program")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: its metadata are damaged") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer version of the app "
+                              f"(format {meta.get('format_version')}); please update")
+    return meta
+
+
+def load_checkpoint(path: str | os.PathLike, *, family: str | None = None,
+                    device: str | torch.device = "cpu") -> tuple[GenerativeModel, dict[str, Any]]:
+    """Build the model a checkpoint describes and load its weights. ``family`` (optional) is
+    the family the caller expects. Raises :class:`CheckpointError` with the reason."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_checkpoint_meta(path)
+    if family is not None and meta.get("family") != family:
+        raise CheckpointError(f"{path} holds a {meta.get('family')!r} model, not {family!r}")
+    try:
+        model = registry.create(meta["family"], meta["data_shape"], **meta.get("hparams", {}))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} describes a model this app cannot build: {exc}") from None
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is damaged or truncated: {exc}") from None
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected}")
+        if wrong:
+            parts.append("wrong shapes " + ", ".join(
+                f"{k}: {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}" for k in wrong))
+        raise CheckpointError(f"{path} does not fit a {meta['family']} model: " + "; ".join(parts))
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise CheckpointError(f"{path} holds NaN or infinite weights in {bad}")
+    model.load_state_dict(tensors)
+    model.to(device)
+    meta = copy.deepcopy(meta)
+    meta["path"] = str(path)
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            sidemeta = json.loads(side.read_text())
+            if sidemeta.get("tensors_sha256") != hashlib.sha256(path.read_bytes()).hexdigest():
+                meta.setdefault("warnings", []).append(f"{side.name} describes another version of the weights")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            meta.setdefault("warnings", []).append(f"{side.name} is unreadable; the checkpoint's own metadata were used")
+    return model, meta
+
+
+def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
+    """A JSON-friendly view of a snapshot (without arrays), for logs and the CLI."""
+    d = dataclasses.asdict(s)
+    d.pop("arrays")
+    return _jsonable(d)

@@ -1,0 +1,229 @@
+"""The one model protocol every family implements.
+
+A model is a ``torch.nn.Module`` subclass of :class:`GenerativeModel`. The engine only ever calls
+what is declared here:
+
+* ``train_step(batch)`` -> dict of floats (must hold ``"loss"``); the default runs
+  ``loss(batch)``, backward, a finite-gradient check and one optimizer step;
+* ``log_prob(x)`` -> per-example log-likelihood in nats (exact models) or its lower bound
+  (``Likelihood.LOWER_BOUND``); models with ``Likelihood.NONE`` raise ``NotImplementedError``;
+* ``sample(n, generator=None)`` -> ``n`` samples shaped like the data;
+* optional ``complete(x, known_mask, n)``, ``encode(x)``, ``decode(z)``; ``capabilities()`` says
+  which of them a model has, so the GUI can grey out what a model cannot do;
+* ``visuals(n)`` -> small numpy arrays for the views (samples, densities, ...).
+
+Models that are fitted rather than trained by gradient (histogram, KDE, EM) override
+``train_step`` and ``configure_optimizer``; the engine treats them the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+
+
+class Likelihood(str, enum.Enum):
+    """What ``log_prob`` returns."""
+
+    EXACT = "exact"
+    LOWER_BOUND = "lower_bound"
+    NONE = "none"
+
+
+class DataKind(str, enum.Enum):
+    """The kinds of data a model accepts; data sets declare one."""
+
+    BINARY_IMAGE = "binary_image"  # flattened {0,1} pixels, shape (D,), with an image shape
+    POINTS_1D = "points_1d"
+    POINTS_2D = "points_2d"
+    SEQUENCE = "sequence"
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient became NaN or infinite; the engine restores the last good weights."""
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One hyperparameter: its type, default and allowed range, for the GUI form and validation.
+
+    ``live`` marks the ones that can change while training (the learning rate, say).
+    """
+
+    name: str
+    kind: str  # "int", "float", "choice" or "bool"
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: Sequence[Any] = ()
+    log: bool = False
+    live: bool = False
+    help: str = ""
+
+    def validate(self, value: Any) -> Any:
+        """Return ``value`` converted to this parameter's type, or raise ``ValueError``."""
+        if self.kind == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(f"{self.name}: expected true or false, got {value!r}")
+            return bool(value)
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(f"{self.name}: {value!r} is not one of {list(self.choices)}")
+            return value
+        try:
+            number = int(value) if self.kind == "int" else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name}: expected a number, got {value!r}") from None
+        if self.kind == "int" and float(value) != number:
+            raise ValueError(f"{self.name}: expected a whole number, got {value!r}")
+        if not math.isfinite(number):
+            raise ValueError(f"{self.name}: must be finite, got {value!r}")
+        if self.low is not None and number < self.low:
+            raise ValueError(f"{self.name}: {number} is below the minimum {self.low}")
+        if self.high is not None and number > self.high:
+            raise ValueError(f"{self.name}: {number} is above the maximum {self.high}")
+        return number
+
+
+#: Hyperparameters the engine itself reads; every model spec gets them.
+TRAINING_HPARAMS: tuple[HParam, ...] = (
+    HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
+    HParam("batch_size", "int", 64, 1, 4096, help="examples per step"),
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows of a family: for the picker, the CLI and the checkpoints."""
+
+    key: str  # stable id, stored in checkpoints ("fvsbn")
+    name: str  # shown to people ("FVSBN")
+    group: str  # picker group ("Autoregressive")
+    description: str
+    likelihood: Likelihood
+    data_kinds: tuple[DataKind, ...]
+    hparams: tuple[HParam, ...] = field(default_factory=tuple)
+
+    def all_hparams(self) -> tuple[HParam, ...]:
+        own = {h.name for h in self.hparams}
+        return self.hparams + tuple(h for h in TRAINING_HPARAMS if h.name not in own)
+
+    def defaults(self) -> dict[str, Any]:
+        return {h.name: h.default for h in self.all_hparams()}
+
+    def validate(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Fill defaults and check every value; unknown names are an error."""
+        specs = {h.name: h for h in self.all_hparams()}
+        unknown = sorted(set(values) - set(specs))
+        if unknown:
+            raise ValueError(f"{self.name} has no hyperparameter(s) {unknown}; known: {sorted(specs)}")
+        out = self.defaults()
+        for name, value in values.items():
+            out[name] = specs[name].validate(value)
+        return out
+
+
+class GenerativeModel(torch.nn.Module):
+    """Base class of every family. Subclasses set ``info`` and implement the methods they have."""
+
+    info: ClassVar[ModelInfo]
+
+    def __init__(self, data_shape: Sequence[int], hparams: dict[str, Any]):
+        super().__init__()
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.hparams = dict(hparams)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    # -- shape -------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.data_shape))
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def check_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Raise a clear ``ValueError`` if ``x`` does not have the data shape; return it as float."""
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"{self.info.name} expects data of shape (N, {', '.join(map(str, self.data_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return x.to(self.device, torch.float32)
+
+    # -- training ----------------------------------------------------------------------------
+    def configure_optimizer(self, lr: float) -> torch.optim.Optimizer | None:
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        return self.optimizer
+
+    def set_lr(self, lr: float) -> None:
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Scalar to minimise; by default the mean negative log-likelihood in nats."""
+        return -self.log_prob(batch).mean()
+
+    def train_step(self, batch: torch.Tensor) -> dict[str, float]:
+        assert self.optimizer is not None, "configure_optimizer() first"
+        self.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(batch)
+        loss.backward()
+        # One sync per step: a non-finite loss or gradient is caught before it reaches the weights.
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters(), float("inf"))
+        loss_value, grad_value = float(loss.detach()), float(grad_norm)
+        if not (math.isfinite(loss_value) and math.isfinite(grad_value)):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteError(f"loss={loss_value}, gradient norm={grad_value}")
+        self.optimizer.step()
+        return {"loss": loss_value}
+
+    # -- the protocol ------------------------------------------------------------------------
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.info.name} has no likelihood")
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError(f"{self.info.name} cannot sample")
+
+    def complete(self, x: torch.Tensor, known: torch.Tensor, n: int = 1,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError(f"{self.info.name} cannot complete a partial input")
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.info.name} has no encoder")
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.info.name} has no decoder")
+
+    @classmethod
+    def capabilities(cls) -> set[str]:
+        """Names of the optional methods this family overrides."""
+        return {
+            name for name in ("log_prob", "sample", "complete", "encode", "decode")
+            if getattr(cls, name) is not getattr(GenerativeModel, name)
+        }
+
+    @torch.no_grad()
+    def visuals(self, n: int = 64, generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
+        """Small arrays for the views; by default ``n`` samples as float32."""
+        if "sample" not in self.capabilities():
+            return {}
+        self.eval()
+        s = self.sample(n, generator=generator)
+        return {"samples": np.ascontiguousarray(s.detach().cpu().numpy(), dtype=np.float32)}
