@@ -92,7 +92,8 @@ class TrainConfig:
 @dataclass
 class Snapshot:
     """What a trainer yields after each step. ``arrays`` is empty except every
-    ``visuals_every_s``; ``event`` is ``step``, ``eval``, ``finished``, ``nonfinite`` or ``device``."""
+    ``visuals_every_s``; ``event`` is ``step``, ``eval``, ``finished``, ``nonfinite``, ``device``
+    (a device change), ``saved`` or ``error`` (with ``message``)."""
 
     step: int
     total_steps: int
@@ -126,12 +127,24 @@ class Trainer:
         self._lock = threading.Lock()
         self.device, self.device_message = select_device(self.config.device)
         self._last_good: dict[str, torch.Tensor] | None = None
+        self._save_requests: list[Path] = []
 
     # -- live changes (any thread) ---------------------------------------------------------------
     def set_lr(self, lr: float) -> None:
         lr = self.model.info.validate({"lr": lr})["lr"]
         with self._lock:
             self._pending_lr = lr
+
+    def request_save(self, path: str | os.PathLike) -> None:
+        """Save to ``path`` after the current step (from any thread); a ``saved`` snapshot
+        (or an ``error`` one) reports it."""
+        with self._lock:
+            self._save_requests.append(Path(path))
+
+    def _pending_saves(self) -> list[Path]:
+        with self._lock:
+            out, self._save_requests = self._save_requests, []
+        return out
 
     # -- helpers ---------------------------------------------------------------------------------
     @property
@@ -253,6 +266,11 @@ class Trainer:
             if cfg.checkpoint_path and (self.step == self.total_steps
                                         or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)):
                 self.save(cfg.checkpoint_path)
+            for path in self._pending_saves():
+                try:
+                    yield self._snapshot(loss, "saved", t0, done, f"saved {self.save(path)}")
+                except (OSError, CheckpointError) as exc:
+                    yield self._snapshot(loss, "error", t0, done, f"could not save {path}: {exc}")
             if self.step == self.total_steps:
                 event = "finished"
             yield self._snapshot(loss, event, t0, done, arrays=arrays)
@@ -328,7 +346,7 @@ class Frame:
     steps: int  # snapshots folded into this frame
 
 
-_URGENT = {"eval", "finished", "nonfinite", "device"}
+_URGENT = {"eval", "finished", "nonfinite", "device", "saved", "error"}
 
 
 def throttled(snapshots: Iterator[Snapshot], control: RunControl | None = None, fps: float = 30.0,
@@ -349,7 +367,7 @@ def throttled(snapshots: Iterator[Snapshot], control: RunControl | None = None, 
             except StopIteration:
                 break
             pending, count = snap, count + 1
-            if math.isfinite(snap.loss) and snap.event not in ("device",):
+            if snap.event in ("step", "eval", "finished") and math.isfinite(snap.loss):
                 curve.append((snap.step, snap.loss))
             if snap.arrays:
                 arrays = snap.arrays
@@ -450,16 +468,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def save_checkpoint(path: str | os.PathLike, model: GenerativeModel, *, data: Dataset | None = None,
-                    step: int = 0, epoch: float = 0.0, metrics: dict | None = None,
-                    extra: dict | None = None) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json`` sidecar, each atomically."""
-    from safetensors.torch import save
-
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise CheckpointError(f"checkpoint files end in .safetensors, not {path.suffix or '(nothing)'}: {path}")
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+def checkpoint_payload(model: GenerativeModel, *, data: Dataset | None = None, step: int = 0,
+                       epoch: float = 0.0, metrics: dict | None = None,
+                       extra: dict | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Copy the weights (on the CPU) and describe them; cheap, so the caller can take it between
+    two training steps and write it elsewhere with :func:`write_checkpoint`."""
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -476,12 +490,26 @@ def save_checkpoint(path: str | os.PathLike, model: GenerativeModel, *, data: Da
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
-    meta = _jsonable(meta)
+    return tensors, _jsonable(meta)
+
+
+def write_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write ``path`` (.safetensors) and its ``.json`` sidecar, each atomically."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"checkpoint files end in .safetensors, not {path.suffix or '(nothing)'}: {path}")
     blob = save(tensors, metadata={_META_KEY: json.dumps(meta)})
     _atomic_write(path, blob)
     side = dict(meta, tensors_sha256=hashlib.sha256(blob).hexdigest(), tensors_file=path.name)
     _atomic_write(sidecar_path(path), (json.dumps(side, indent=2) + "\n").encode())
     return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: GenerativeModel, **describe: Any) -> Path:
+    """Save ``model`` to ``path``; ``describe`` as for :func:`checkpoint_payload`."""
+    return write_checkpoint(path, *checkpoint_payload(model, **describe))
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:

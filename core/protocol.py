@@ -81,7 +81,7 @@ class HParam:
             return value
         try:
             number = int(value) if self.kind == "int" else float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(inf) raises OverflowError
             raise ValueError(f"{self.name}: expected a number, got {value!r}") from None
         if self.kind == "int" and float(value) != number:
             raise ValueError(f"{self.name}: expected a whole number, got {value!r}")

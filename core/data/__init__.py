@@ -82,7 +82,10 @@ def load_npz_array(path: str | os.PathLike, key: str | None = None) -> np.ndarra
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array has no keys (nor close())
+            raise DataError(f"{path} holds a single .npy array, not an .npz archive of named arrays")
+        with loaded as z:
             keys = list(z.files)
             if key is None:
                 if len(keys) != 1:

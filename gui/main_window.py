@@ -1,0 +1,443 @@
+"""The main window: model picker (left), workspace tabs (centre), hyperparameters and run
+controls (right), status bar with device and speed. Talks only to the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QTabWidget, QWidget)
+
+from core import data as datasets
+from core import engine, registry
+from core.engine import Frame, TrainConfig, Trainer
+from core.protocol import GenerativeModel
+from gui import APP_NAME, ORG_NAME
+from gui.jobs import ProgressJob, in_thread
+from gui.model_picker import ModelPicker
+from gui.train_panel import TrainPanel
+from gui.training_view import TrainingView
+from gui.worker import TrainingSession
+
+DEFAULT_MODEL = "fvsbn"
+
+
+def app_data_dir() -> Path:
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None, fps: float = 30.0):
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("Generative model sandbox")
+        self.settings = settings or QSettings(ORG_NAME, APP_NAME)
+        self.fps = fps
+        self.session: TrainingSession | None = None
+        self.model: GenerativeModel | None = None
+        self.dataset: datasets.Dataset | None = None
+        self.model_step = 0
+        self._data_key: tuple | None = None
+        self.last_error: str | None = None
+        self.error_boxes: list[QMessageBox] = []
+        self._tasks: set[asyncio.Task] = set()
+
+        self.picker = ModelPicker()
+        self.panel = TrainPanel()
+        self.tabs = QTabWidget(objectName="workspace")
+        self.training_view = TrainingView(fps=fps)
+        self.tabs.addTab(self.training_view, "Training")
+        self.setCentralWidget(self.tabs)
+        left = self._dock(self.picker, "Models", "modelsDock", Qt.DockWidgetArea.LeftDockWidgetArea)
+        right = self._dock(self.panel, "Training", "trainingDock", Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([left, right], [210, 340], Qt.Orientation.Horizontal)
+
+        self.device_label = QLabel(objectName="deviceLabel")
+        self.speed_label = QLabel(objectName="speedLabel")
+        self.step_label = QLabel(objectName="stepLabel")
+        for w in (self.step_label, self.speed_label, self.device_label):
+            self.statusBar().addPermanentWidget(w)
+        self._show_device(None)
+
+        self.picker.model_selected.connect(self._on_model_selected)
+        self.panel.train_clicked.connect(self.train)
+        self.panel.pause_clicked.connect(self.toggle_pause)
+        self.panel.step_clicked.connect(self.step)
+        self.panel.stop_clicked.connect(self.stop)
+        self.panel.save_clicked.connect(self._ask_save)
+        self.panel.load_clicked.connect(self._ask_load)
+        self.panel.browse_clicked.connect(self._browse_data)
+        self.panel.lr_changed.connect(self._on_lr)
+        self.panel.device_combo.currentIndexChanged.connect(self._on_device_choice)
+        self._make_actions()
+        self._restore_settings()
+
+    # -- layout ----------------------------------------------------------------------------------
+    def _dock(self, widget: QWidget, title: str, name: str, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self, objectName=name)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _make_actions(self) -> None:
+        def action(menu, text, slot, shortcut, name):
+            a = QAction(text, self, objectName=name)
+            a.setShortcut(QKeySequence(shortcut))
+            a.triggered.connect(slot)
+            menu.addAction(a)
+            return a
+
+        file_menu = self.menuBar().addMenu("&File")
+        action(file_menu, "&Load checkpoint…", self._ask_load, "Ctrl+O", "actionLoad")
+        action(file_menu, "&Save checkpoint…", self._ask_save, "Ctrl+S", "actionSave")
+        file_menu.addSeparator()
+        action(file_menu, "&Quit", self.close, "Ctrl+Q", "actionQuit")
+        run_menu = self.menuBar().addMenu("&Run")
+        action(run_menu, "&Train", self.train, "Ctrl+Return", "actionTrain")
+        action(run_menu, "&Pause / resume", self.toggle_pause, "Ctrl+P", "actionPause")
+        action(run_menu, "S&tep", self.step, "Ctrl+.", "actionStep")
+        action(run_menu, "St&op", self.stop, "Ctrl+Shift+X", "actionStop")
+        action(run_menu, "&Evaluate on held-out data", self.evaluate, "Ctrl+E", "actionEvaluate")
+        action(run_menu, "Sa&mple", self.sample, "Ctrl+M", "actionSample")
+
+    # -- settings --------------------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry, state = s.value("window/geometry"), s.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 760)
+        if state is not None:
+            self.restoreState(state)
+        self.panel.set_device(str(s.value("run/device", "auto")))
+        key = str(s.value("model/last", DEFAULT_MODEL))
+        if not self.picker.select(key):
+            self.picker.select(DEFAULT_MODEL)
+        self.panel.data_path.setText(str(s.value("data/path", "")))
+        data_name = s.value("data/name")
+        if data_name:
+            i = self.panel.data_combo.findData(data_name)
+            if i >= 0:
+                self.panel.data_combo.setCurrentIndex(i)
+        self.panel.epochs.setValue(float(s.value("run/epochs", 5.0)))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("run/device", self.panel.device())
+        s.setValue("run/epochs", self.panel.epochs.value())
+        if self.panel.family:
+            s.setValue("model/last", self.panel.family)
+            s.setValue(f"hparams/{self.panel.family}", json.dumps(self.panel.hparams()))
+        s.setValue("data/name", self.panel.data_name() or "")
+        s.setValue("data/path", self.panel.data_path.text())
+        s.sync()
+
+    # -- picker / panel --------------------------------------------------------------------------
+    @Slot(str)
+    def _on_model_selected(self, key: str) -> None:
+        if self.session is not None and self.session.running:
+            self.picker.select(self.panel.family)  # no switching mid-run
+            self.statusBar().showMessage("Stop training before picking another model", 4000)
+            return
+        if self.panel.family:
+            self.settings.setValue(f"hparams/{self.panel.family}", json.dumps(self.panel.hparams()))
+        self.panel.set_family(key)
+        saved = self.settings.value(f"hparams/{key}")
+        if saved:
+            try:
+                self.panel.set_hparams(json.loads(saved))
+            except (TypeError, ValueError):
+                pass
+        self.panel.set_state("idle")
+
+    @Slot(float)
+    def _on_lr(self, lr: float) -> None:
+        if self.session is not None and self.session.running:
+            self.session.set_lr(lr)
+            self.statusBar().showMessage(f"learning rate set to {lr:g} from the next step", 3000)
+
+    @Slot(int)
+    def _on_device_choice(self, _index: int) -> None:
+        device, message = engine.select_device(self.panel.device())
+        self._show_device(device)
+        if message:
+            self.statusBar().showMessage(message, 8000)
+
+    def _show_device(self, device) -> None:
+        if device is None:
+            device, _ = engine.select_device(self.panel.device())
+        name = "CPU" if device.type == "cpu" else f"GPU ({device})"
+        self.device_label.setText(f"device: {name}")
+
+    @Slot()
+    def _browse_data(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Data file", "", "NumPy archives (*.npz)")
+        if path:
+            self.panel.data_path.setText(path)
+
+    # -- errors ----------------------------------------------------------------------------------
+    def show_error(self, title: str, message: str, details: str | None = None) -> None:
+        """A window-modal message box that does not block the event loop (or the tests)."""
+        self.last_error = message
+        self.statusBar().showMessage(message, 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("errorBox")
+        if details:
+            box.setDetailedText(details)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.finished.connect(self._forget_box)
+        self.error_boxes.append(box)
+        box.open()
+
+    @Slot(int)
+    def _forget_box(self, _result: int) -> None:
+        self.error_boxes = [b for b in self.error_boxes if b.isVisible()]
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- training --------------------------------------------------------------------------------
+    @Slot()
+    def train(self) -> asyncio.Task | None:
+        if self.session is not None and self.session.running:
+            return None
+        self.panel.train_btn.setEnabled(False)
+        return self._spawn(self._start_training())
+
+    async def _load_dataset(self, name: str) -> datasets.Dataset:
+        path = self.panel.data_path.text().strip() or None
+        info = datasets.DATASETS[name]
+        if not info.needs_file:
+            path = None
+        key = (name, path, self.panel.seed.value())
+        if self.dataset is not None and self._data_key == key:
+            return self.dataset
+        if info.needs_file and path is None:
+            ds = await ProgressJob(self, "Data", f"Getting {name}").run(datasets.load, name)
+        else:
+            ds = await in_thread(datasets.load, name, path, seed=key[2])
+        self._data_key = key
+        return ds
+
+    async def _start_training(self) -> None:
+        try:
+            key, name = self.panel.family, self.panel.data_name()
+            if key is None or name is None:
+                raise ValueError("pick a model and a data set first")
+            hp = registry.info(key).validate(self.panel.hparams())
+            ds = await self._load_dataset(name)
+            same = (self.model is not None and self.model.info.key == key and self.dataset is not None
+                    and self.dataset.shape == ds.shape
+                    and {k: v for k, v in self.model.hparams.items() if k not in ("lr", "batch_size")}
+                    == {k: v for k, v in hp.items() if k not in ("lr", "batch_size")})
+            if same:
+                self.model.hparams.update(lr=hp["lr"], batch_size=hp["batch_size"])
+                model, start = self.model, self.model_step
+            else:
+                model, start = registry.create(key, ds.shape, ds.kind, **hp), 0
+                self.training_view.reset()
+            autosave = app_data_dir() / "autosave" / f"{key}-{ds.name}.safetensors"
+            cfg = TrainConfig(epochs=self.panel.epochs.value(), seed=self.panel.seed.value(),
+                              device=self.panel.device(), eval_every=200, checkpoint_path=autosave,
+                              checkpoint_every=1000)
+            trainer = Trainer(model, ds, cfg, start_step=start)
+            cfg.max_steps = start + trainer.total_steps  # epochs more, from where it stands
+        except Exception as exc:
+            self.panel.set_state("idle")
+            self.show_error("Cannot train", str(exc))
+            return
+        self.model, self.dataset = model, ds
+        self.session = TrainingSession(trainer, fps=self.fps, parent=self)
+        self.session.frame.connect(self._on_frame)
+        self.session.failed.connect(self._on_failed)
+        self.session.finished.connect(self._on_finished)
+        self.panel.progress.setRange(0, cfg.max_steps)
+        self.panel.progress.setValue(start)
+        self.panel.set_state("running")
+        self._show_device(trainer.device)
+        self.statusBar().showMessage(
+            f"training {model.info.name} on {ds.name}" + (f", continuing from step {start}" if start else ""), 5000)
+        self.session.start()
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        if self.session is None or not self.session.running:
+            return
+        if self.session.paused:
+            self.session.resume()
+            self.panel.set_state("running")
+        else:
+            self.session.pause()
+            self.panel.set_state("paused")
+
+    @Slot()
+    def step(self) -> None:
+        if self.session is not None and self.session.running:
+            self.session.step()
+            self.panel.set_state("paused")
+
+    @Slot()
+    def stop(self) -> None:
+        if self.session is not None and self.session.running:
+            self.session.control.stop()
+            self.statusBar().showMessage("stopping at the next step…", 3000)
+
+    @Slot(object)
+    def _on_frame(self, frame: Frame) -> None:
+        s = frame.snapshot
+        self.training_view.push(frame)
+        self.model_step = s.step
+        self.panel.progress.setValue(min(s.step, self.panel.progress.maximum()))
+        self.step_label.setText(f"step {s.step}  epoch {s.epoch:.2f}")
+        self.speed_label.setText(f"{s.steps_per_s:.0f} steps/s")
+        if s.event == "nonfinite":
+            self.show_error("Training stopped", s.message or "the loss became NaN")
+        elif s.event == "error":
+            self.show_error("Error", s.message or "error")
+        elif s.event == "device":
+            self._show_device(self.session.trainer.device if self.session else None)
+            self.show_error("Device", s.message or "device changed")
+        elif s.message:
+            self.statusBar().showMessage(s.message, 5000)
+
+    @Slot(str, str)
+    def _on_failed(self, message: str, details: str) -> None:
+        self.show_error("Training failed", message, details)
+
+    @Slot()
+    def _on_finished(self) -> None:
+        self.panel.set_state("idle")
+        frame = self.session.last_frame if self.session else None
+        if frame is not None:
+            m = frame.snapshot.metrics
+            nll = m.get("valid_nll", m.get("valid_nll_bound"))
+            text = f"stopped at step {frame.snapshot.step}"
+            if frame.snapshot.event == "finished":
+                text = f"finished {frame.snapshot.step} steps"
+            if nll is not None and math.isfinite(nll):
+                text += f"; held-out NLL {nll:.2f} nats"
+            self.statusBar().showMessage(text, 10000)
+
+    # -- checkpoints, evaluation, sampling (coroutines) ------------------------------------------
+    @Slot()
+    def _ask_save(self) -> None:
+        if self.model is None:
+            self.show_error("Nothing to save", "Train or load a model first.")
+            return
+        default = str(app_data_dir() / f"{self.model.info.key}.safetensors")
+        path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint", default, "Checkpoints (*.safetensors)")
+        if path:
+            self.save(path if path.endswith(".safetensors") else path + ".safetensors")
+
+    def save(self, path: str | Path) -> asyncio.Task | None:
+        """Save the current model. While training runs, the trainer saves between two steps;
+        otherwise the weights are copied here and written off the GUI thread."""
+        if self.model is None:
+            self.show_error("Nothing to save", "Train or load a model first.")
+            return None
+        if self.session is not None and self.session.running and not self.session.paused:
+            self.session.trainer.request_save(path)
+            return None
+        payload = engine.checkpoint_payload(
+            self.model, data=self.dataset, step=self.model_step,
+            metrics=self.session.trainer.metrics if self.session else {})
+        return self._spawn(self._write(path, payload))
+
+    async def _write(self, path, payload) -> None:
+        try:
+            written = await in_thread(engine.write_checkpoint, path, *payload)
+            self.statusBar().showMessage(f"saved {written}", 5000)
+        except (OSError, engine.CheckpointError) as exc:
+            self.show_error("Could not save", str(exc))
+
+    @Slot()
+    def _ask_load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", str(app_data_dir()),
+                                              "Checkpoints (*.safetensors)")
+        if path:
+            self.load(path)
+
+    def load(self, path: str | Path) -> asyncio.Task | None:
+        if self.session is not None and self.session.running:
+            self.show_error("Busy", "Stop training before loading a checkpoint.")
+            return None
+        return self._spawn(self._load(path))
+
+    async def _load(self, path) -> None:
+        try:
+            model, meta = await in_thread(engine.load_checkpoint, path)
+        except engine.CheckpointError as exc:
+            self.show_error("Could not load the checkpoint", str(exc))
+            return
+        self.picker.select(model.info.key)
+        self.panel.set_hparams(model.hparams)
+        self.model, self.model_step = model, int(meta.get("step", 0))
+        data = meta.get("data") or {}
+        if self.dataset is not None and self.dataset.name != data.get("name"):
+            self.dataset = None
+        i = self.panel.data_combo.findData(data.get("name"))
+        if i >= 0:
+            self.panel.data_combo.setCurrentIndex(i)
+        self.training_view.reset()
+        for w in meta.get("warnings", []):
+            self.statusBar().showMessage(w, 8000)
+        self.statusBar().showMessage(f"loaded {Path(path).name}: {model.info.name}, step {self.model_step}", 8000)
+        await self._sample(model, data.get("image_shape"))
+
+    @Slot()
+    def sample(self) -> asyncio.Task | None:
+        if self.model is None or (self.session is not None and self.session.running):
+            return None
+        shape = self.dataset.image_shape if self.dataset else None
+        return self._spawn(self._sample(self.model, shape))
+
+    async def _sample(self, model: GenerativeModel, image_shape) -> None:
+        if not image_shape or "sample" not in model.capabilities():
+            return
+        try:
+            arrays = await in_thread(model.visuals, 64)
+        except Exception as exc:
+            self.show_error("Could not sample", f"{type(exc).__name__}: {exc}")
+            return
+        self.training_view.show_samples(arrays["samples"], tuple(image_shape),
+                                        f"{len(arrays['samples'])} samples from {model.info.name}")
+
+    @Slot()
+    def evaluate(self) -> asyncio.Task | None:
+        if self.model is None or self.dataset is None or (self.session is not None and self.session.running):
+            self.statusBar().showMessage("train or load a model, with its data set, first", 4000)
+            return None
+        return self._spawn(self._evaluate())
+
+    async def _evaluate(self) -> None:
+        try:
+            result = await in_thread(engine.evaluate, self.model, self.dataset.valid)
+        except Exception as exc:
+            self.show_error("Could not evaluate", f"{type(exc).__name__}: {exc}")
+            return
+        nll = result.get("nll_nats", result.get("nll_bound_nats"))
+        bpd = result.get("bits_per_dim", result.get("bits_per_dim_bound"))
+        self.statusBar().showMessage(f"held-out NLL {nll:.2f} nats ({bpd:.4f} bits/dim) on "
+                                     f"{result['n']} examples", 15000)
+
+    # -- closing ---------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.session is not None and self.session.running:
+            if not self.session.stop(2000):
+                self.statusBar().showMessage("training is still finishing its step…")
+        for task in list(self._tasks):
+            task.cancel()
+        self.save_settings()
+        super().closeEvent(event)
+

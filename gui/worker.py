@@ -1,0 +1,120 @@
+"""Runs a core trainer on a QThread and hands throttled frames to the GUI thread.
+
+Signals emitted in the worker thread are connected only to ``@Slot`` methods of
+:class:`TrainingSession`, a QObject that lives in the GUI thread, so Qt queues them (a lambda or
+plain function receiver would run in the worker thread and can deadlock a shown window).
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import torch
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from core.engine import Frame, RunControl, Trainer, throttled
+
+#: torch threads for training: one, so the GUI thread keeps a core on a 2-core machine.
+TRAIN_THREADS = 1
+
+
+class _Worker(QObject):
+    frame = Signal(object)
+    failed = Signal(str, str)
+    done = Signal()
+
+    def __init__(self, trainer: Trainer, control: RunControl, fps: float):
+        super().__init__()
+        self.trainer, self.control, self.fps = trainer, control, fps
+
+    @Slot()
+    def run(self) -> None:
+        torch.set_num_threads(TRAIN_THREADS)
+        try:
+            for frame in throttled(self.trainer.run(), self.control, self.fps):
+                self.frame.emit(frame)
+        except Exception as exc:  # shown to the user; the trainer's weights are left as they were
+            self.failed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        finally:
+            self.done.emit()
+            # end the thread's event loop as soon as run() returns (exec() then exits at once),
+            # so that stop() can wait on the thread without the GUI thread's help
+            QThread.currentThread().quit()
+
+
+class TrainingSession(QObject):
+    """One training run: owns the thread, the worker and the pause/step/stop control.
+
+    Re-emits everything in the GUI thread: ``frame(Frame)``, ``failed(message, details)`` and
+    ``finished()`` (always last, after the thread has ended).
+    """
+
+    frame = Signal(object)
+    failed = Signal(str, str)
+    finished = Signal()
+
+    def __init__(self, trainer: Trainer, fps: float = 30.0, parent: QObject | None = None):
+        super().__init__(parent)
+        self.trainer = trainer
+        self.control = RunControl()
+        self.frames_received = 0
+        self.last_frame: Frame | None = None
+        self._thread = QThread()
+        self._thread.setObjectName("training")
+        self._worker = _Worker(trainer, self.control, fps)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.frame.connect(self._on_frame)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.done.connect(self._on_done)
+        self._running = False
+
+    # -- control (GUI thread) --------------------------------------------------------------------
+    def start(self) -> None:
+        self._running = True
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def paused(self) -> bool:
+        return self.control.paused
+
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def step(self) -> None:
+        self.control.step()
+
+    def set_lr(self, lr: float) -> None:
+        self.trainer.set_lr(lr)
+
+    def stop(self, wait_ms: int = 2000) -> bool:
+        """Ask the worker to stop at its next yield; wait up to ``wait_ms``. True if it ended."""
+        self.control.stop()
+        if not self._thread.isRunning():
+            return True
+        return self._thread.wait(wait_ms)
+
+    # -- from the worker (queued into the GUI thread) ----------------------------------------
+    @Slot(object)
+    def _on_frame(self, frame: Frame) -> None:
+        self.frames_received += 1
+        self.last_frame = frame
+        self.frame.emit(frame)
+
+    @Slot(str, str)
+    def _on_failed(self, message: str, details: str) -> None:
+        self.failed.emit(message, details)
+
+    @Slot()
+    def _on_done(self) -> None:
+        self._thread.quit()
+        self._thread.wait()
+        self._running = False
+        self.finished.emit()
