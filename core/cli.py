@@ -185,7 +185,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # (--self-test is handled by main.py, which needs the gui)
+        parser.error("choose a command: train, eval or list")
     commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}
     try:
         return commands[args.command](args)

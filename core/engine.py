@@ -520,20 +520,24 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
-        if head[:1] == b"\x80" or head[:2] == b"PK":
-            kind = "a Python pickle" if head[:1] == b"\x80" else "a zip archive (torch.save format)"
-            raise CheckpointError(f"{path} is {kind}, not a safetensors file. It was not opened: "
-                                  f"unpickling a file can run arbitrary code.")
-        if len(head) < 8:
-            raise CheckpointError(f"{path} is too short to be a checkpoint ({size} bytes)")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8 or n > 100_000_000:
+        (n,) = struct.unpack("<Q", head) if len(head) == 8 else (0,)
+        first = f.read(1) if 0 < n <= size - 8 else b""
+        if first != b"{":  # not a safetensors header: say what it is instead
+            if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+                raise CheckpointError(f"{path} is a Python pickle, not a safetensors file. It was not "
+                                      f"opened: unpickling a file can run arbitrary code.")
+            if head[:4] == b"PK\x03\x04":
+                raise CheckpointError(f"{path} is a zip archive (torch.save format?), not a safetensors "
+                                      f"file. It was not opened: unpickling a file can run arbitrary code.")
+            if len(head) < 8:
+                raise CheckpointError(f"{path} is too short to be a checkpoint ({size} bytes)")
             raise CheckpointError(f"{path} is not a safetensors checkpoint, or it is truncated "
-                                  f"(header says {n} bytes, file has {size})")
+                                  f"(header says {n} bytes, the file has {size})")
         try:
-            header = json.loads(f.read(n))
+            header = json.loads(first + f.read(n - 1))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path} is not a safetensors checkpoint (unreadable header: {exc})") from None
+            raise CheckpointError(f"{path} is not a safetensors checkpoint, or it is truncated "
+                                  f"(unreadable header: {exc})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is not a safetensors checkpoint (bad header)")
     ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)

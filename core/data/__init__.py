@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.data.download import DownloadError, Progress, download
+from core.data.download import Cancelled, DownloadError, Progress, download
 from core.protocol import DataKind
 
 __all__ = ["Dataset", "DataError", "DATASETS", "load", "load_npz_array", "cache_dir",
@@ -152,6 +152,8 @@ def binarized_mnist(path: str | os.PathLike | None = None, *, mirror: str | None
             download(mirror.rstrip("/") + "/binarized_mnist.npz", cached, sha256=MNIST_NPZ_SHA256,
                      progress=progress, cancelled=cancelled)
             return binarized_mnist(cached)
+        except Cancelled:
+            raise  # the user cancelled: do not go on to the fallback
         except DownloadError as exc:
             errors.append(str(exc))
     try:
@@ -159,14 +161,18 @@ def binarized_mnist(path: str | os.PathLike | None = None, *, mirror: str | None
         for split, url in MNIST_AMAT_URLS.items():
             amat = download(url, cache_dir() / f"binarized_mnist_{split}.amat", progress=progress,
                             cancelled=cancelled)
-            arrays[split] = _parse_amat(amat)
-            amat.unlink()
+            try:
+                arrays[split] = _parse_amat(amat)
+            finally:  # an unparsable download must not stay in the cache either
+                amat.unlink()
         if not _content_ok(arrays):
             raise DownloadError("downloaded binarized MNIST does not match the pinned checksums")
         tmp = cached.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, cached)
         return binarized_mnist(cached)
+    except Cancelled:
+        raise
     except (DownloadError, ValueError, OSError) as exc:
         errors.append(str(exc))
     raise DownloadError("binarized MNIST is not available: " + "; ".join(errors)

@@ -1,0 +1,303 @@
+"""The real window, driven offscreen: pick, train, pause, resume, step, stop, save, load,
+bad inputs, settings, closing mid-training."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import pickle
+import shutil
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QObject, QSettings, Qt, QThread, Slot
+from PySide6.QtWidgets import QApplication
+
+from core import engine
+from core.models.fvsbn import FVSBN
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class FrameProbe(QObject):
+    """Records, in a slot, which thread each frame arrives on."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads: list[bool] = []
+        self.steps: list[int] = []
+
+    @Slot(object)
+    def on_frame(self, frame):
+        self.threads.append(QThread.currentThread() is QApplication.instance().thread())
+        self.steps.append(frame.snapshot.step)
+
+
+def start_training(qtbot, window, epochs=30.0, data="bars"):
+    window.picker.select("fvsbn")
+    window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData(data))
+    window.panel.epochs.setValue(epochs)
+    old = window.session
+    qtbot.mouseClick(window.panel.train_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.session is not old and window.session.frames_received > 0, timeout=20000)
+    return window.session
+
+
+def current_step(window):
+    return window.session.last_frame.snapshot.step
+
+
+def test_picker_lists_the_registry_and_fills_the_form(window):
+    assert "fvsbn" in window.picker.keys()
+    assert window.picker.select("fvsbn")
+    assert window.panel.family == "fvsbn"
+    assert {"lr", "batch_size", "weight_decay"} <= set(window.panel.hparams())
+    kinds = [window.panel.data_combo.itemData(i) for i in range(window.panel.data_combo.count())]
+    assert "bars" in kinds and "binarized_mnist" in kinds and "8gaussians" not in kinds
+
+
+def test_train_pause_step_resume_stop(qtbot, window):
+    probe = FrameProbe()
+    session = start_training(qtbot, window)
+    session.frame.connect(probe.on_frame)
+    assert window.panel.pause_btn.isEnabled() and not window.panel.train_btn.isEnabled()
+    qtbot.waitUntil(lambda: len(probe.steps) >= 3, timeout=10000)
+    assert all(probe.threads), "frames must arrive on the GUI thread"
+    # throttled to the frame rate: far fewer frames than steps
+    assert session.frames_received < current_step(window)
+
+    qtbot.mouseClick(window.panel.pause_btn, Qt.MouseButton.LeftButton)
+    assert window.panel.pause_btn.text() == "Resume"
+    qtbot.wait(300)
+    paused_at = current_step(window)
+    qtbot.wait(300)
+    assert current_step(window) == paused_at, "no progress while paused"
+
+    qtbot.mouseClick(window.panel.step_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: current_step(window) == paused_at + 1, timeout=5000)
+    qtbot.wait(200)
+    assert current_step(window) == paused_at + 1, "one step, exactly"
+
+    qtbot.mouseClick(window.panel.pause_btn, Qt.MouseButton.LeftButton)  # resume
+    qtbot.waitUntil(lambda: current_step(window) > paused_at + 5, timeout=10000)
+
+    with qtbot.waitSignal(session.finished, timeout=3000):
+        qtbot.mouseClick(window.panel.stop_btn, Qt.MouseButton.LeftButton)
+    assert not session.running and window.panel.train_btn.isEnabled()
+    assert window.training_view.loss.n > 0
+    steps = window.training_view.loss.x
+    assert np.all(np.diff(steps) > 0), "every step's loss reaches the curve, in order"
+    assert window.training_view.repaints > 0
+
+
+def test_training_runs_to_the_end_and_the_loss_falls(qtbot, window):
+    session = start_training(qtbot, window, epochs=1.0)
+    with qtbot.waitSignal(session.finished, timeout=60000):
+        pass
+    frame = session.last_frame
+    assert frame.snapshot.event == "finished"
+    assert frame.snapshot.step == session.trainer.total_steps
+    loss = window.training_view.loss.y
+    assert loss[-10:].mean() < loss[:10].mean() - 50
+    assert "valid_nll" in frame.snapshot.metrics
+    assert window.training_view.image is not None and window.training_view.image.dtype == np.uint8
+    assert "finished" in window.statusBar().currentMessage()
+
+
+def test_learning_rate_is_editable_while_training(qtbot, window):
+    session = start_training(qtbot, window)
+    lr_box = window.panel.editors["lr"]
+    assert lr_box.isEnabled() and not window.panel.editors["batch_size"].isEnabled()
+    lr_box.setValue(0.0005)
+    qtbot.waitUntil(lambda: session.trainer.model.optimizer.param_groups[0]["lr"] == pytest.approx(0.0005),
+                    timeout=5000)
+    session.stop()
+
+
+def test_save_and_load_round_trip(qtbot, window, tmp_path):
+    session = start_training(qtbot, window, epochs=0.3)
+    with qtbot.waitSignal(session.finished, timeout=30000):
+        pass
+    path = tmp_path / "model.safetensors"
+    task = window.save(path)
+    qtbot.waitUntil(task.done, timeout=10000)
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    trained = window.model
+    x = torch.from_numpy(window.dataset.valid[:32]).float()
+    expected = trained.log_prob(x)
+
+    window.model = None
+    task = window.load(path)
+    qtbot.waitUntil(task.done, timeout=10000)
+    assert window.model is not None and window.model is not trained
+    assert torch.allclose(window.model.log_prob(x), expected)
+    assert window.model_step == session.trainer.step
+    assert "loaded" in window.statusBar().currentMessage() or window.training_view.image is not None
+    qtbot.waitUntil(lambda: "samples from FVSBN" in window.training_view.caption.text(), timeout=10000)
+
+
+def test_save_while_training_is_done_by_the_trainer_between_steps(qtbot, window, tmp_path):
+    session = start_training(qtbot, window)
+    path = tmp_path / "live.safetensors"
+    window.save(path)
+    qtbot.waitUntil(path.is_file, timeout=5000)
+    _, meta = engine.load_checkpoint(path)
+    assert meta["step"] > 0
+    session.stop()
+
+
+def _evil(marker):
+    Path(marker).write_text("unpickled!")
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (_evil, (self.marker,))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "truncated", "foreign"])
+def test_bad_checkpoints_show_an_error_and_lose_nothing(qtbot, window, tmp_path, kind):
+    good = tmp_path / "good.safetensors"
+    model = FVSBN((784,), FVSBN.info.defaults())
+    engine.save_checkpoint(good, model, step=7)
+    task = window.load(good)
+    qtbot.waitUntil(task.done, timeout=10000)
+    before = window.model
+
+    bad = tmp_path / "bad.safetensors"
+    marker = tmp_path / "marker"
+    if kind == "pickle":
+        bad.write_bytes(pickle.dumps(Evil(str(marker))))
+    elif kind == "truncated":
+        raw = good.read_bytes()
+        bad.write_bytes(raw[: len(raw) // 2])
+    else:
+        from safetensors.torch import save_file
+        save_file({"w": torch.zeros(3)}, str(bad))
+    task = window.load(bad)
+    qtbot.waitUntil(task.done, timeout=10000)
+    assert window.error_boxes, "an error dialog is shown"
+    text = window.error_boxes[-1].text()
+    assert str(bad) in text
+    assert {"pickle": "pickle", "truncated": "truncated", "foreign": "another program"}[kind] in text
+    assert not marker.exists(), "the file was never unpickled"
+    assert window.model is before and window.model_step == 7, "the loaded model is kept"
+
+
+def test_nan_during_training_stops_and_restores(qtbot, window, monkeypatch):
+    real_loss = FVSBN.loss
+    calls = {"n": 0}
+
+    def flaky_loss(self, batch):
+        calls["n"] += 1
+        out = real_loss(self, batch)
+        return out * float("nan") if calls["n"] > 25 else out
+
+    monkeypatch.setattr(FVSBN, "loss", flaky_loss)
+    session = start_training(qtbot, window)
+    with qtbot.waitSignal(session.finished, timeout=20000):
+        pass
+    assert session.last_frame.snapshot.event == "nonfinite"
+    assert window.error_boxes and "NaN" in window.error_boxes[-1].text() or "nan" in window.error_boxes[-1].text()
+    assert all(torch.isfinite(p).all() for p in window.model.parameters())
+    assert window.panel.train_btn.isEnabled()
+
+
+def test_missing_cuda_falls_back_to_the_cpu_with_a_message(qtbot, window, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    window.panel.set_device("cuda")
+    assert "CUDA" in window.statusBar().currentMessage()
+    assert window.device_label.text() == "device: CPU"
+    session = start_training(qtbot, window, epochs=0.2)
+    with qtbot.waitSignal(session.finished, timeout=20000):
+        pass
+    assert str(session.trainer.device) == "cpu"
+    assert any("CUDA" in b.text() for b in window.error_boxes)
+
+
+def test_closing_mid_training_stops_within_2s_and_keeps_the_checkpoint(qtbot, window, tmp_path):
+    session = start_training(qtbot, window, epochs=0.3)
+    with qtbot.waitSignal(session.finished, timeout=30000):
+        pass
+    path = tmp_path / "keep.safetensors"
+    qtbot.waitUntil(window.save(path).done, timeout=10000)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    session = start_training(qtbot, window, epochs=30)
+    qtbot.waitUntil(lambda: current_step(window) > 20, timeout=10000)
+    thread = session._thread
+    t0 = time.perf_counter()
+    window.close()
+    assert time.perf_counter() - t0 < 2.0
+    assert thread.isFinished()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    model, meta = engine.load_checkpoint(path)
+    assert meta["step"] > 0
+
+
+def test_settings_are_remembered(qtbot, aloop, tmp_path, monkeypatch):
+    import gui.main_window as mw
+
+    monkeypatch.setattr(mw, "app_data_dir", lambda: tmp_path / "appdata")
+    ini = str(tmp_path / "settings.ini")
+    w = mw.MainWindow(settings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    w.panel.set_device("cpu")
+    w.panel.epochs.setValue(3.5)
+    w.panel.editors["batch_size"].setValue(32)
+    w.resize(760, 560)  # the offscreen screen is 800x600; restoreGeometry keeps windows on it
+    w.close()
+
+    w2 = mw.MainWindow(settings=QSettings(ini, QSettings.Format.IniFormat))
+    qtbot.addWidget(w2)
+    assert w2.panel.device() == "cpu"
+    assert w2.panel.epochs.value() == 3.5
+    assert w2.panel.family == "fvsbn"
+    assert w2.panel.hparams()["batch_size"] == 32
+    assert (w2.width(), w2.height()) == (760, 560)
+
+
+def test_keyboard_shortcuts_drive_training(qtbot, window):
+    window.picker.select("fvsbn")
+    window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))
+    window.panel.epochs.setValue(30)
+    window.findChild(type(window.menuBar().actions()[0]), "actionTrain").trigger()
+    qtbot.waitUntil(lambda: window.session is not None and window.session.frames_received > 0, timeout=20000)
+    window.findChild(type(window.menuBar().actions()[0]), "actionPause").trigger()
+    assert window.session.paused
+    assert window.findChild(type(window.menuBar().actions()[0]), "actionTrain").shortcut().toString() == "Ctrl+Return"
+    with qtbot.waitSignal(window.session.finished, timeout=3000):
+        window.findChild(type(window.menuBar().actions()[0]), "actionStop").trigger()
+
+
+@pytest.mark.skipif(not (SHARED / "binarized_mnist.npz").is_file(), reason="needs ../shared/data")
+def test_download_binarized_mnist_with_progress_then_train(qtbot, window, tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(SHARED / "binarized_mnist.npz", served / "binarized_mnist.npz")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("GMS_DATA_MIRROR", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("GMS_DATA_DIR", str(tmp_path / "cache"))
+        window.panel.data_path.setText("")
+        session = start_training(qtbot, window, epochs=0.02, data="binarized_mnist")
+        with qtbot.waitSignal(session.finished, timeout=30000):
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (tmp_path / "cache" / "binarized_mnist.npz").is_file()
+    assert window.dataset.name == "binarized_mnist" and window.dataset.train.shape == (50000, 784)
+    assert session.last_frame.snapshot.event == "finished"
