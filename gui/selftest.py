@@ -54,12 +54,25 @@ def self_test(out: str | None = None) -> int:
         first = 784 * np.log(2)
         check("the loss fell", bool(frame and frame.snapshot.loss < first), f"from {first:.1f}")
 
+        # save and load as the window does: coroutines on the qasync loop, work in its executor
+        import asyncio
+
+        import qasync
+
+        from gui.jobs import in_thread
+
         path = tmp / "selftest.safetensors"
-        engine.save_checkpoint(path, model, data=ds, step=trainer.step)
-        again, meta = engine.load_checkpoint(path)
+
+        async def save_and_load():
+            await in_thread(engine.save_checkpoint, path, model, data=ds, step=trainer.step)
+            return await in_thread(engine.load_checkpoint, path)
+
+        aloop = qasync.QEventLoop(app)
+        with aloop:
+            again, meta = aloop.run_until_complete(save_and_load())
         x = torch.from_numpy(ds.valid[:64]).float()
         same = torch.allclose(model.log_prob(x), again.log_prob(x))
-        check("checkpoint save and load", same and meta["step"] == 40, str(path))
+        check("checkpoint save and load on the qasync loop", same and meta["step"] == 40, str(path))
 
         window = MainWindow(settings=QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat))
         window.resize(1100, 650)

@@ -1,0 +1,70 @@
+"""Open the real window, train a model for a while, then leave it for a screenshot.
+
+    xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --data PATH.npz --seconds 20 --shot docs/window.png
+
+Used to make the README's screenshot; ``--shot`` saves the window with ``import -window root``
+(ImageMagick) when it is installed, else with Qt's own grab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402,F401  (before Qt)
+import qasync  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from gui.app import make_app  # noqa: E402
+
+
+async def demo(window, args) -> None:
+    window.picker.select(args.model)
+    if args.data:
+        window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("binarized_mnist"))
+        window.panel.data_path.setText(args.data)
+    window.panel.epochs.setValue(args.epochs)
+    await window.train()
+    await asyncio.sleep(args.seconds)
+    if args.shot:
+        Path(args.shot).parent.mkdir(parents=True, exist_ok=True)
+        if shutil.which("import") and os.environ.get("DISPLAY"):
+            subprocess.run(["import", "-window", "root", args.shot], check=True)
+        else:
+            window.grab().save(args.shot)
+    if window.session is not None:
+        window.session.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="fvsbn")
+    p.add_argument("--data")
+    p.add_argument("--epochs", type=float, default=3)
+    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--shot")
+    args = p.parse_args()
+    app = make_app()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    from gui.main_window import MainWindow
+
+    tmp = tempfile.mkdtemp(prefix="gms-demo-")
+    window = MainWindow(settings=QSettings(os.path.join(tmp, "s.ini"), QSettings.Format.IniFormat))
+    window.setGeometry(0, 0, 1400, 860)
+    window.show()
+    with loop:
+        loop.run_until_complete(demo(window, args))
+    window.close()
+
+
+if __name__ == "__main__":
+    main()

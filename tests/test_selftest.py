@@ -1,0 +1,34 @@
+"""``main.py --self-test``: the check packaging runs on an installed build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_self_test_passes_and_reports_each_check():
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "main.py", "--self-test"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=100)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("[")]
+    assert len(lines) == 4 and all(ln.startswith("[ok]") for ln in lines), r.stdout
+    assert "qasync" in r.stdout and "render the window offscreen" in r.stdout
+    assert r.stdout.strip().endswith("self-test passed")
+
+
+def test_self_test_fails_when_a_step_fails(monkeypatch, capsys):
+    from core import data
+    from gui.selftest import self_test
+
+    def broken(*a, **k):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(data, "load", broken)
+    assert self_test() == 1
+    out = capsys.readouterr().out
+    assert "[FAIL]" in out and "disk on fire" in out and "self-test FAILED" in out
