@@ -187,7 +187,7 @@ class GenerativeModel(torch.nn.Module):
         loss.backward()
         # A non-finite loss or gradient is caught before it reaches the weights. The sum of all
         # gradient entries is NaN or infinite if any entry is, at a fraction of a norm's cost.
-        grads = [p.grad.sum() for p in self.parameters() if p.grad is not None]
+        grads = [p.grad.sum(dtype=torch.float64) for p in self.parameters() if p.grad is not None]
         loss_value = float(loss.detach())
         grad_value = float(torch.stack(grads).sum()) if grads else 0.0
         if not (math.isfinite(loss_value) and math.isfinite(grad_value)):

@@ -326,6 +326,19 @@ def _wait_until(pred, timeout=2.0):
     return pred()
 
 
+def _settle(count, quiet: float = 0.1, timeout: float = 3.0) -> int:
+    """Wait until ``count()`` stops changing for ``quiet`` seconds (the step in flight when a
+    pause was asked for may still finish, later on a busy machine); return it."""
+    end = time.monotonic() + timeout
+    n = count()
+    while time.monotonic() < end:
+        time.sleep(quiet)
+        if count() == n:
+            return n
+        n = count()
+    raise AssertionError("the consumer did not come to rest after pause()")
+
+
 def test_run_control_pause_step_resume_stop():
     pulled, closed, frames = [], threading.Event(), []
     control = RunControl(paused=True)
@@ -353,8 +366,7 @@ def test_run_control_pause_step_resume_stop():
     assert _wait_until(lambda: len(pulled) > 30)
 
     control.pause()
-    time.sleep(0.1)  # a step already granted may still finish
-    n = len(pulled)
+    n = _settle(lambda: len(pulled))
     time.sleep(0.2)
     assert len(pulled) == n, "the consumer made progress while paused"
 
@@ -406,8 +418,7 @@ def test_stop_ends_a_real_training_consumer():
     consumer.start()
     assert _wait_until(lambda: trainer.step > 20)
     control.pause()
-    time.sleep(0.1)  # the step in flight may still finish
-    step = trainer.step
+    step = _settle(lambda: trainer.step)
     time.sleep(0.2)
     assert trainer.step == step
     control.resume()
