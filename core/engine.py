@@ -326,6 +326,8 @@ class RunControl:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block while paused with no step granted; ``False`` once stopped (or on timeout)."""
+        if not (self._paused or self._stopped):  # fast path, once per training step
+            return True
         with self._cond:
             ok = self._cond.wait_for(lambda: self._stopped or not self._paused or self._grants > 0, timeout)
             if not ok or self._stopped:
