@@ -32,7 +32,7 @@ import torch
 import core
 from core import registry
 from core.data import Dataset
-from core.protocol import GenerativeModel, Likelihood, NonFiniteError
+from core.protocol import DataKind, GenerativeModel, Likelihood, NonFiniteError
 
 # --------------------------------------------------------------------------------------------
 # devices
@@ -84,6 +84,8 @@ class TrainConfig:
     eval_size: int = 1000  # held-out examples used by those evaluations
     visuals_every_s: float | None = 0.5  # seconds between arrays for the views (None: never)
     visuals_n: int = 64
+    visuals_res: int = 96  # density grid per axis, for point data
+    coverage_samples: int = 2500  # samples for the mode-coverage metric (data with modes)
     checkpoint_path: str | os.PathLike | None = None
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
     num_threads: int | None = None  # torch intra-op threads in the training thread
@@ -107,6 +109,17 @@ class Snapshot:
     steps_per_s: float = 0.0
     device: str = "cpu"
     image_shape: tuple[int, int] | None = None
+    bounds: tuple[tuple[float, float], ...] | None = None  # view bounds, for point data
+
+
+def _bounds(data: Dataset) -> tuple[tuple[float, float], ...]:
+    """View bounds for point data: the data set's own, else the padded 0.5-99.5 % range."""
+    if data.meta.get("bounds") is not None:
+        return tuple((float(lo), float(hi)) for lo, hi in data.meta["bounds"])
+    x = np.asarray(data.train, np.float64).reshape(len(data.train), -1)
+    lo, hi = np.percentile(x, 0.5, axis=0), np.percentile(x, 99.5, axis=0)
+    pad = 0.1 * np.maximum(hi - lo, 1e-3)
+    return tuple((float(a - p), float(b + p)) for a, b, p in zip(lo, hi, pad))
 
 
 class Trainer:
@@ -128,6 +141,8 @@ class Trainer:
         self.device, self.device_message = select_device(self.config.device)
         self._last_good: dict[str, torch.Tensor] | None = None
         self._save_requests: list[Path] = []
+        self.points = data.kind in (DataKind.POINTS_1D, DataKind.POINTS_2D)
+        self.bounds = _bounds(data) if self.points else None
 
     # -- live changes (any thread) ---------------------------------------------------------------
     def set_lr(self, lr: float) -> None:
@@ -153,6 +168,8 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
+        if self.model.info.full_batch:
+            return 1
         return max(1, math.ceil(len(self.data.train) / self.batch_size))
 
     @property
@@ -183,10 +200,20 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_valid(self) -> dict[str, float]:
-        if self.model.info.likelihood is Likelihood.NONE or len(self._valid) == 0:
-            return {}
         self.model.eval()
-        return _nll_metrics(self.model, self._valid, self.model.info.likelihood, prefix="valid_")
+        out: dict[str, float] = {}
+        if self.model.info.likelihood is not Likelihood.NONE and len(self._valid):
+            out.update(_nll_metrics(self.model, self._valid, self.model.info.likelihood, prefix="valid_"))
+        modes = self.data.meta.get("modes")
+        if modes is not None and "sample" in self.model.capabilities():
+            from core.data.toy import mode_coverage
+
+            gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 2)
+            s = self.model.sample(self.config.coverage_samples, generator=gen).cpu().numpy()
+            centres, std = modes
+            cov = mode_coverage(s, np.asarray(centres, np.float32), float(std))
+            out.update({k: float(v) for k, v in cov.items()})
+        return out
 
     def _snapshot(self, loss: float, event: str, t0: float, steps_done: int, message: str | None = None,
                   arrays: dict | None = None) -> Snapshot:
@@ -195,11 +222,14 @@ class Trainer:
             step=self.step, total_steps=self.total_steps, epoch=self.step / self.steps_per_epoch,
             loss=loss, metrics=dict(self.metrics), arrays=arrays or {}, event=event, message=message,
             elapsed=elapsed, steps_per_s=steps_done / elapsed if elapsed > 0 else 0.0,
-            device=str(self.device), image_shape=self.data.image_shape,
+            device=str(self.device), image_shape=self.data.image_shape, bounds=self.bounds,
         )
 
     def _visuals(self) -> dict[str, np.ndarray]:
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
+        if self.points:
+            return self.model.visuals(self.config.visuals_n, generator=gen, bounds=self.bounds,
+                                      res=self.config.visuals_res)
         return self.model.visuals(self.config.visuals_n, generator=gen)
 
     # -- the generator ---------------------------------------------------------------------------
@@ -225,11 +255,14 @@ class Trainer:
                 self.model.set_lr(lr)
             if pos >= len(order):
                 order, pos = rng.permutation(len(self._train)), 0
-            idx = torch.from_numpy(order[pos:pos + self.batch_size]).to(self.device)
-            pos += self.batch_size
             try:
-                batch = self._train.index_select(0, idx).float()
-                out = self.model.train_step(batch)
+                if self.model.info.full_batch:
+                    batch = self._train
+                else:
+                    idx = torch.from_numpy(order[pos:pos + self.batch_size]).to(self.device)
+                    pos += self.batch_size
+                    batch = self._train.index_select(0, idx)
+                out = self.model.train_step(batch.float())
             except NonFiniteError as exc:
                 self._restore_good()
                 yield self._snapshot(math.nan, "nonfinite", t0, done,
@@ -583,7 +616,8 @@ def load_checkpoint(path: str | os.PathLike, *, family: str | None = None,
         raise CheckpointError(f"{path} is damaged or truncated: {exc}") from None
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    wrong = sorted(k for k in set(own) & set(tensors)
+                   if own[k].shape != tensors[k].shape and k not in model.resizable_buffers)
     if missing or unexpected or wrong:
         parts = []
         if missing:

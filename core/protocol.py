@@ -112,6 +112,9 @@ class ModelInfo:
     likelihood: Likelihood
     data_kinds: tuple[DataKind, ...]
     hparams: tuple[HParam, ...] = field(default_factory=tuple)
+    #: Fitted on the whole training set at every step (histogram, KDE, EM, ...): the trainer
+    #: passes all training data as the batch, and "epochs" counts steps (EM iterations).
+    full_batch: bool = False
 
     def all_hparams(self) -> tuple[HParam, ...]:
         own = {h.name for h in self.hparams}
@@ -136,6 +139,9 @@ class GenerativeModel(torch.nn.Module):
     """Base class of every family. Subclasses set ``info`` and implement the methods they have."""
 
     info: ClassVar[ModelInfo]
+    #: Buffers whose size depends on the data (a KDE's points, say): a checkpoint's tensor
+    #: replaces them whatever its shape.
+    resizable_buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, data_shape: Sequence[int], hparams: dict[str, Any]):
         super().__init__()
@@ -164,6 +170,12 @@ class GenerativeModel(torch.nn.Module):
                 f"got {tuple(x.shape)}"
             )
         return x.to(self.device, torch.float32)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        for name in self.resizable_buffers:
+            if name in state_dict:
+                setattr(self, name, getattr(self, name).new_empty(state_dict[name].shape))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- training ----------------------------------------------------------------------------
     def configure_optimizer(self, lr: float) -> torch.optim.Optimizer | None:
@@ -224,10 +236,42 @@ class GenerativeModel(torch.nn.Module):
         }
 
     @torch.no_grad()
-    def visuals(self, n: int = 64, generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
-        """Small arrays for the views; by default ``n`` samples as float32."""
-        if "sample" not in self.capabilities():
-            return {}
+    def density_grid(self, bounds: Sequence[tuple[float, float]], res: int) -> np.ndarray:
+        """The model's density (not its log) on a regular grid over ``bounds``: shape (res,) for
+        1D data, (res, res) for 2D with rows along y and columns along x (pixel centres at
+        ``grid_points``). By default ``exp(log_prob)`` in batches; KDE overrides it with FFT."""
+        pts = torch.from_numpy(grid_points(bounds, res)).to(self.device)
+        out = torch.cat([self.log_prob(pts[i:i + 16384]) for i in range(0, len(pts), 16384)]).exp()
+        shape = (res,) * len(bounds)
+        return np.ascontiguousarray(out.reshape(shape).cpu().numpy(), dtype=np.float32)
+
+    @torch.no_grad()
+    def visuals(self, n: int = 64, generator: torch.Generator | None = None,
+                bounds: Sequence[tuple[float, float]] | None = None, res: int = 96) -> dict[str, np.ndarray]:
+        """Small arrays for the views: ``n`` samples (float32) when the model samples, and for
+        point data (``bounds`` given) the density on a ``res`` grid when it has a likelihood.
+        Families add their own (a flow's warped grid, a GAN's discriminator)."""
         self.eval()
-        s = self.sample(n, generator=generator)
-        return {"samples": np.ascontiguousarray(s.detach().cpu().numpy(), dtype=np.float32)}
+        out: dict[str, np.ndarray] = {}
+        if "sample" in self.capabilities():
+            s = self.sample(n, generator=generator)
+            out["samples"] = np.ascontiguousarray(s.detach().cpu().numpy(), dtype=np.float32)
+        if bounds is not None and self.info.likelihood is not Likelihood.NONE:
+            out["density"] = self.density_grid(bounds, res)
+        return out
+
+
+def grid_points(bounds: Sequence[tuple[float, float]], res: int) -> np.ndarray:
+    """Pixel centres of a ``res``-per-axis grid over ``bounds``, float32 (res**d, d); for 2D in
+    row-major order with y along rows: point k is (x[k % res], y[k // res])."""
+    axes = [np.linspace(lo, hi, res, endpoint=False, dtype=np.float64) + (hi - lo) / (2 * res)
+            for lo, hi in bounds]
+    if len(axes) == 1:
+        return axes[0].astype(np.float32).reshape(-1, 1)
+    yy, xx = np.meshgrid(axes[1], axes[0], indexing="ij")
+    return np.ascontiguousarray(np.stack([xx.ravel(), yy.ravel()], 1), dtype=np.float32)
+
+
+def cell_area(bounds: Sequence[tuple[float, float]], res: int) -> float:
+    """Area (length in 1D) of one grid cell: ``density_grid(...).sum() * cell_area`` ~ 1."""
+    return float(np.prod([(hi - lo) / res for lo, hi in bounds]))
