@@ -110,6 +110,7 @@ class Snapshot:
     device: str = "cpu"
     image_shape: tuple[int, int] | None = None
     bounds: tuple[tuple[float, float], ...] | None = None  # view bounds, for point data
+    step_ms: float = 0.0  # mean wall time of this run's own training steps (not its waits)
 
 
 def _bounds(data: Dataset) -> tuple[tuple[float, float], ...]:
@@ -222,6 +223,7 @@ class Trainer:
             step=self.step, total_steps=self.total_steps, epoch=self.step / self.steps_per_epoch,
             loss=loss, metrics=dict(self.metrics), arrays=arrays or {}, event=event, message=message,
             elapsed=elapsed, steps_per_s=steps_done / elapsed if elapsed > 0 else 0.0,
+            step_ms=1000.0 * self._busy / steps_done if steps_done else 0.0,
             device=str(self.device), image_shape=self.data.image_shape, bounds=self.bounds,
         )
 
@@ -247,6 +249,7 @@ class Trainer:
         last_visual = -math.inf
         order = rng.permutation(len(self._train))
         pos, loss, done = 0, math.nan, 0
+        self._busy = 0.0
         while self.step < self.total_steps:
             with self._lock:
                 lr, self._pending_lr = self._pending_lr, None
@@ -262,7 +265,9 @@ class Trainer:
                     idx = torch.from_numpy(order[pos:pos + self.batch_size]).to(self.device)
                     pos += self.batch_size
                     batch = self._train.index_select(0, idx)
+                t_step = time.perf_counter()
                 out = self.model.train_step(batch.float())
+                self._busy += time.perf_counter() - t_step
             except NonFiniteError as exc:
                 self._restore_good()
                 yield self._snapshot(math.nan, "nonfinite", t0, done,
@@ -326,6 +331,8 @@ class RunControl:
         self._paused = paused
         self._stopped = False
         self._grants = 0
+        self._interval = 0.0  # seconds between steps, 0: as fast as possible
+        self._next = 0.0
 
     @property
     def paused(self) -> bool:
@@ -357,10 +364,22 @@ class RunControl:
             self._stopped = True
             self._cond.notify_all()
 
+    def set_speed(self, steps_per_s: float | None) -> None:
+        """Limit the pace (a teaching aid: watch each step); ``None`` or 0: full speed."""
+        with self._cond:
+            self._interval = 1.0 / steps_per_s if steps_per_s else 0.0
+            self._cond.notify_all()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block while paused with no step granted; ``False`` once stopped (or on timeout)."""
-        if not (self._paused or self._stopped):  # fast path, once per training step
+        if not (self._paused or self._stopped or self._interval):  # fast path, once per step
             return True
+        if self._interval and not self._paused:
+            with self._cond:  # pace: sleep until the next step is due, waking for stop/pause
+                delay = self._next - time.perf_counter()
+                if delay > 0:
+                    self._cond.wait_for(lambda: self._stopped or self._paused or not self._interval, delay)
+                self._next = max(self._next, time.perf_counter() - self._interval) + self._interval
         with self._cond:
             ok = self._cond.wait_for(lambda: self._stopped or not self._paused or self._grants > 0, timeout)
             if not ok or self._stopped:
@@ -379,6 +398,7 @@ class Frame:
     curve: np.ndarray  # (k, 2) float64: step, loss
     arrays: dict[str, np.ndarray]
     steps: int  # snapshots folded into this frame
+    index: int = 0  # which run, when several train side by side (round_robin)
 
 
 _URGENT = {"eval", "finished", "nonfinite", "device", "saved", "error"}
@@ -414,6 +434,25 @@ def throttled(snapshots: Iterator[Snapshot], control: RunControl | None = None, 
             yield Frame(pending, np.asarray(curve, np.float64).reshape(-1, 2), arrays, count)
     finally:
         snapshots.close()
+
+
+def round_robin(frames: list[Iterator[Frame]]) -> Iterator[Frame]:
+    """Interleave several throttled runs on one thread (models trained side by side): each
+    yields its next frame in turn, tagged with its ``index``; a finished run drops out."""
+    live = dict(enumerate(frames))
+    try:
+        while live:
+            for i in list(live):
+                try:
+                    frame = next(live[i])
+                except StopIteration:
+                    del live[i]
+                    continue
+                frame.index = i
+                yield frame
+    finally:
+        for it in live.values():
+            it.close()
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from core.protocol import GenerativeModel
 from gui import APP_NAME, ORG_NAME
 from gui.jobs import ProgressJob, in_thread
 from gui.model_picker import ModelPicker
+from gui.playground import PlaygroundPanel
 from gui.train_panel import TrainPanel
 from gui.training_view import TrainingView
 from gui.worker import TrainingSession
@@ -52,9 +53,15 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(objectName="workspace")
         self.training_view = TrainingView(fps=fps)
         self.tabs.addTab(self.training_view, "Training")
+        self.playground = PlaygroundPanel(fps=fps)
+        self.tabs.addTab(self.playground, "Density playground")
+        self.playground.error.connect(self._on_panel_error)
+        self.playground.status.connect(self._on_panel_status)
         self.setCentralWidget(self.tabs)
         left = self._dock(self.picker, "Models", "modelsDock", Qt.DockWidgetArea.LeftDockWidgetArea)
         right = self._dock(self.panel, "Training", "trainingDock", Qt.DockWidgetArea.RightDockWidgetArea)
+        self.training_docks = (left, right)
+        self.tabs.currentChanged.connect(self._on_tab)
         self.resizeDocks([left, right], [210, 340], Qt.Orientation.Horizontal)
 
         self.device_label = QLabel(objectName="deviceLabel")
@@ -108,6 +115,9 @@ class MainWindow(QMainWindow):
     # -- settings --------------------------------------------------------------------------------
     def _restore_settings(self) -> None:
         s = self.settings
+        # the tab first: it decides which docks show, and so how small the window may be
+        self.tabs.setCurrentIndex(int(s.value("window/tab", 0)))
+        self._on_tab(self.tabs.currentIndex())
         geometry, state = s.value("window/geometry"), s.value("window/state")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -126,6 +136,13 @@ class MainWindow(QMainWindow):
             if i >= 0:
                 self.panel.data_combo.setCurrentIndex(i)
         self.panel.epochs.setValue(float(s.value("run/epochs", 5.0)))
+        pg_set = s.value("playground/set")
+        if pg_set and self.playground.set_combo.findData(pg_set) >= 0:
+            self.playground.set_combo.setCurrentIndex(self.playground.set_combo.findData(pg_set))
+        try:
+            self.playground.set_checked(json.loads(s.value("playground/models", "[]")))
+        except (TypeError, ValueError):
+            pass
 
     def save_settings(self) -> None:
         s = self.settings
@@ -138,6 +155,9 @@ class MainWindow(QMainWindow):
             s.setValue(f"hparams/{self.panel.family}", json.dumps(self.panel.hparams()))
         s.setValue("data/name", self.panel.data_name() or "")
         s.setValue("data/path", self.panel.data_path.text())
+        s.setValue("window/tab", self.tabs.currentIndex())
+        s.setValue("playground/set", self.playground.set_name)
+        s.setValue("playground/models", json.dumps(self.playground.checked_models()))
         s.sync()
 
     # -- picker / panel --------------------------------------------------------------------------
@@ -196,6 +216,20 @@ class MainWindow(QMainWindow):
         box.finished.connect(self._forget_box)
         self.error_boxes.append(box)
         box.open()
+
+    @Slot(int)
+    def _on_tab(self, index: int) -> None:
+        """The picker and training controls belong to the Training tab; other tabs have their own."""
+        for dock in self.training_docks:
+            dock.setVisible(self.tabs.widget(index) is self.training_view)
+
+    @Slot(str, str)
+    def _on_panel_error(self, title: str, message: str) -> None:
+        self.show_error(title, message)
+
+    @Slot(str)
+    def _on_panel_status(self, message: str) -> None:
+        self.statusBar().showMessage(message, 8000)
 
     @Slot(int)
     def _forget_box(self, _result: int) -> None:
@@ -433,8 +467,12 @@ class MainWindow(QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.session is not None and self.session.running:
-            if not self.session.stop(2000):
+        # both runs are told to stop first, then waited for: together within 2 s
+        for s in (self.session, self.playground.session):
+            if s is not None and s.running:
+                s.control.stop()
+        for s in (self.session, self.playground.session):
+            if s is not None and s.running and not s.stop(2000):
                 self.statusBar().showMessage("training is still finishing its step…")
         for task in list(self._tasks):
             task.cancel()

@@ -12,7 +12,7 @@ import traceback
 import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from core.engine import Frame, RunControl, Trainer, throttled
+from core.engine import Frame, RunControl, Trainer, round_robin, throttled
 
 #: torch threads for training: one, so the GUI thread keeps a core on a 2-core machine.
 TRAIN_THREADS = 1
@@ -23,15 +23,16 @@ class _Worker(QObject):
     failed = Signal(str, str)
     done = Signal()
 
-    def __init__(self, trainer: Trainer, control: RunControl, fps: float):
+    def __init__(self, trainers: list[Trainer], control: RunControl, fps: float):
         super().__init__()
-        self.trainer, self.control, self.fps = trainer, control, fps
+        self.trainers, self.control, self.fps = trainers, control, fps
 
     @Slot()
     def run(self) -> None:
         torch.set_num_threads(TRAIN_THREADS)
         try:
-            for frame in throttled(self.trainer.run(), self.control, self.fps):
+            runs = [throttled(t.run(), self.control, self.fps) for t in self.trainers]
+            for frame in (runs[0] if len(runs) == 1 else round_robin(runs)):
                 self.frame.emit(frame)
         except Exception as exc:  # shown to the user; the trainer's weights are left as they were
             self.failed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -43,25 +44,29 @@ class _Worker(QObject):
 
 
 class TrainingSession(QObject):
-    """One training run: owns the thread, the worker and the pause/step/stop control.
+    """One training run (or several side by side, interleaved on the one worker thread): owns
+    the thread, the worker and the pause/step/stop control.
 
-    Re-emits everything in the GUI thread: ``frame(Frame)``, ``failed(message, details)`` and
-    ``finished()`` (always last, after the thread has ended).
+    Re-emits everything in the GUI thread: ``frame(Frame)`` (``frame.index`` says which
+    trainer), ``failed(message, details)`` and ``finished()`` (always last, after the thread
+    has ended).
     """
 
     frame = Signal(object)
     failed = Signal(str, str)
     finished = Signal()
 
-    def __init__(self, trainer: Trainer, fps: float = 30.0, parent: QObject | None = None):
+    def __init__(self, trainer: Trainer | list[Trainer], fps: float = 30.0, parent: QObject | None = None):
         super().__init__(parent)
-        self.trainer = trainer
+        self.trainers = list(trainer) if isinstance(trainer, (list, tuple)) else [trainer]
+        self.trainer = self.trainers[0]
         self.control = RunControl()
         self.frames_received = 0
         self.last_frame: Frame | None = None
+        self.last_frames: dict[int, Frame] = {}
         self._thread = QThread()
         self._thread.setObjectName("training")
-        self._worker = _Worker(trainer, self.control, fps)
+        self._worker = _Worker(self.trainers, self.control, fps)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.frame.connect(self._on_frame)
@@ -89,10 +94,15 @@ class TrainingSession(QObject):
         self.control.resume()
 
     def step(self) -> None:
-        self.control.step()
+        """One step of every model still training."""
+        self.control.step(len(self.trainers))
+
+    def set_speed(self, steps_per_s: float | None) -> None:
+        self.control.set_speed(steps_per_s)
 
     def set_lr(self, lr: float) -> None:
-        self.trainer.set_lr(lr)
+        for t in self.trainers:
+            t.set_lr(lr)
 
     def stop(self, wait_ms: int = 2000) -> bool:
         """Ask the worker to stop at its next yield; wait up to ``wait_ms``. True if it ended."""
@@ -106,6 +116,7 @@ class TrainingSession(QObject):
     def _on_frame(self, frame: Frame) -> None:
         self.frames_received += 1
         self.last_frame = frame
+        self.last_frames[frame.index] = frame
         self.frame.emit(frame)
 
     @Slot(str, str)

@@ -19,6 +19,7 @@ import pytest
 import core.data
 from core import data as datasets
 from core.data import DataError, DownloadError, check_binary_images, load_npz_array
+from core.data import toy
 from core.data.download import Cancelled, download, file_digest
 from core.protocol import DataKind
 
@@ -239,7 +240,7 @@ def test_builtin_sets_are_seeded(name):
 
 
 def test_eight_gaussians_geometry():
-    x = datasets.eight_gaussians(4000, noise=0.01, seed=0)
+    x = toy.sample("8gaussians", 4000, noise=0.01, seed=0)
     r = np.linalg.norm(x, axis=1)
     np.testing.assert_allclose(r, 4 / 1.414, atol=0.05)
     angles = np.round(np.degrees(np.arctan2(x[:, 1], x[:, 0])) / 45) % 8
@@ -247,7 +248,7 @@ def test_eight_gaussians_geometry():
 
 
 def test_moons_geometry():
-    x = datasets.moons(2000, noise=0.0, seed=0)
+    x = toy.sample("moons", 2000, noise=0.0, seed=0)
     assert x.shape == (2000, 2) and np.isfinite(x).all()
     # without noise: each point is on one of the two (scaled, shifted) unit half circles
     u = (x + np.array([1.0, 0.2])) / 2

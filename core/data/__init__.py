@@ -1,4 +1,6 @@
-"""Data sets: built-in synthetic ones, and binarized MNIST from a path or a checked download.
+"""Data sets: built-in synthetic ones (bars, and the 1D/2D toy sets of :mod:`core.data.toy`),
+point sets from CSV files or painted by hand (:func:`from_points`), and binarized MNIST from a
+path or a checked download.
 
 Nothing here reads ``../shared``: binarized MNIST comes from a file the user names, from the
 cache, or from a download whose content is checked against pinned SHA-256 digests.
@@ -15,15 +17,15 @@ from typing import Callable
 
 import numpy as np
 
+from core.data import toy
 from core.data.download import Cancelled, DownloadError, Progress, download
+from core.data.errors import DataError
 from core.protocol import DataKind
 
 __all__ = ["Dataset", "DataError", "DATASETS", "load", "load_npz_array", "cache_dir",
-           "binarized_mnist", "DownloadError"]
+           "binarized_mnist", "DownloadError", "from_points", "dataset_true_entropy", "TOY_SETS"]
 
-
-class DataError(ValueError):
-    """A data file is missing, unreadable or of the wrong shape or values."""
+TOY_SETS = toy.TOY_SETS
 
 
 @dataclass
@@ -197,49 +199,115 @@ def bars(n: int = 4000, size: int = 28, seed: int = 0) -> np.ndarray:
     return x.reshape(n, size * size)
 
 
-def eight_gaussians(n: int, noise: float = 0.5, seed: int = 0) -> np.ndarray:
-    """FFJORD's 8 gaussians: centres on a circle of radius 4, std ``noise``, all divided by 1.414."""
-    rng = np.random.default_rng(seed)
-    angles = np.arange(8) * np.pi / 4
-    centres = 4 * np.stack([np.cos(angles), np.sin(angles)], 1)
-    x = centres[rng.integers(0, 8, n)] + noise * rng.standard_normal((n, 2))
-    return (x / 1.414).astype(np.float32)
-
-
-def moons(n: int, noise: float = 0.1, seed: int = 0) -> np.ndarray:
-    """Two interleaved half circles (as sklearn's make_moons), x2 then shifted by (-1, -0.2)."""
-    rng = np.random.default_rng(seed)
-    n_out = n // 2
-    t_out, t_in = rng.uniform(0, np.pi, n_out), rng.uniform(0, np.pi, n - n_out)
-    outer = np.stack([np.cos(t_out), np.sin(t_out)], 1)
-    inner = np.stack([1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5], 1)
-    x = np.concatenate([outer, inner]) + noise * rng.standard_normal((n, 2))
-    x = x * 2 + np.array([-1.0, -0.2])
-    return rng.permutation(x).astype(np.float32)
-
+_TOY_KIND = {1: DataKind.POINTS_1D, 2: DataKind.POINTS_2D}
 
 DATASETS: dict[str, DatasetInfo] = {
     "bars": DatasetInfo("bars", DataKind.BINARY_IMAGE,
                         "28x28 binary images of random bars (built in, instant)", False),
     "binarized_mnist": DatasetInfo("binarized_mnist", DataKind.BINARY_IMAGE,
                                    "binarized MNIST, Larochelle split (50k train / 10k valid)", True),
-    "8gaussians": DatasetInfo("8gaussians", DataKind.POINTS_2D, "8 gaussians on a circle (2D)", False),
-    "moons": DatasetInfo("moons", DataKind.POINTS_2D, "two moons (2D)", False),
+    **{name: DatasetInfo(name, _TOY_KIND[spec.dim], spec.description, False) for name, spec in TOY_SETS.items()},
 }
 
 
+def _check_points(x, what: str) -> np.ndarray:
+    """Finite (N, d) float32 points, d in {1, 2}, N >= 2; (N,) is read as 1D."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{what}: expected numbers, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] not in (1, 2):
+        raise DataError(f"{what}: expected points of shape (N, 1) or (N, 2), got {x.shape}")
+    if len(x) == 0:
+        raise DataError(f"{what}: there are no points")
+    if len(x) < 2:
+        raise DataError(f"{what}: only one point; at least 2 are needed (one to train on, one to hold out)")
+    bad = ~np.isfinite(x).all(1)
+    if bad.any():
+        raise DataError(f"{what}: point {int(np.flatnonzero(bad)[0])} is NaN or infinite "
+                        f"({int(bad.sum())} such point(s))")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _point_meta(train: np.ndarray, **extra) -> dict:
+    return {"noise": None, "bounds": [list(b) for b in toy.view_bounds(train)], "has_density": False,
+            "modes": None, **extra}
+
+
+def from_points(x, name: str = "painted", valid_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """A point data set from (N, 1), (N,) or (N, 2) finite points (N >= 2), split at random
+    (seeded) into train and held-out parts; at least one point goes to each."""
+    x = _check_points(x, name)
+    if not (isinstance(valid_fraction, (int, float)) and 0 < valid_fraction < 1):
+        raise DataError(f"valid_fraction must lie strictly between 0 and 1, got {valid_fraction!r}")
+    n_valid = min(len(x) - 1, max(1, round(len(x) * valid_fraction)))
+    perm = np.random.default_rng(seed).permutation(len(x))
+    train, valid = x[perm[n_valid:]], x[perm[:n_valid]]
+    return Dataset(name, _TOY_KIND[x.shape[1]], train, valid, None, _point_meta(train, source="points"))
+
+
+def _load_toy(name: str, n: int | None, seed: int, noise: float | None, text: str | None) -> Dataset:
+    spec = TOY_SETS[name]
+    try:
+        noise = toy.resolve_noise(name, noise)
+        if n is not None:
+            toy._check_n(n)
+        if name == "integers1d":
+            text = toy.DEFAULT_INTEGERS_TEXT if text is None else text
+            values = toy.parse_integers(text)
+            if len(values) < 2:
+                raise DataError("type at least 2 integers (one to train on, one to hold out)")
+    except DataError:
+        raise
+    except ValueError as exc:
+        raise DataError(f"{name}: {exc}") from None
+    valid_seed = np.random.SeedSequence(seed).spawn(1)[0]  # a stream independent of the training one
+    if name == "integers1d" and n is None:
+        # train on the typed sample itself; hold out a resample of it (its empirical distribution)
+        jitter = noise * np.random.default_rng(seed).standard_normal(values.shape)
+        train = (values + jitter).astype(np.float32)
+        valid = toy.sample(name, max(1, len(values) // 4), noise, valid_seed, text=text)
+    else:
+        n = spec.default_n if n is None else int(n)
+        train = toy.sample(name, n, noise, seed, text=text)
+        valid = toy.sample(name, max(1, n // 4), noise, valid_seed, text=text)
+    m = toy.modes(name, noise)
+    meta = _point_meta(train, source="toy", noise=noise, seed=seed, has_density=toy.density_known(name, noise),
+                       modes=None if m is None else [m[0].tolist(), float(m[1])])
+    if name == "integers1d":
+        meta["text"] = text
+    return Dataset(name, _TOY_KIND[spec.dim], np.ascontiguousarray(train, np.float32), valid, None, meta)
+
+
+def dataset_true_entropy(ds: Dataset, n_mc: int = 200_000) -> float | None:
+    """The true entropy (nats) of a toy data set's distribution, the best held-out NLL a model
+    can reach; None when unknown. Computed on first use (Monte Carlo, cached) and stored in
+    ``ds.meta["true_entropy"]``."""
+    if "true_entropy" not in ds.meta:
+        known = ds.meta.get("source") == "toy" and ds.name in TOY_SETS
+        ds.meta["true_entropy"] = toy.true_entropy(ds.name, ds.meta.get("noise"), n_mc=n_mc) if known else None
+    return ds.meta["true_entropy"]
+
+
 def load(name: str, path: str | os.PathLike | None = None, *, n: int | None = None, seed: int = 0,
-         progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> Dataset:
-    """Load a data set by name; ``path`` overrides where a file-backed one comes from."""
+         noise: float | None = None, progress: Progress | None = None,
+         cancelled: Callable[[], bool] | None = None, text: str | None = None) -> Dataset:
+    """Load a data set by name; ``path`` overrides where a file-backed one comes from.
+
+    Toy sets (``TOY_SETS``) draw ``n`` training points (default: the set's) and ``n // 4``
+    held-out ones from independent seeded streams; ``noise`` overrides the set's default;
+    ``text`` is the hand-typed sample of ``integers1d`` (without ``n`` its points are the
+    training set as typed). Their ``meta`` holds ``noise``, ``bounds``, ``has_density``,
+    ``modes`` ([centres, std] or None); see :func:`dataset_true_entropy`.
+    """
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; known: {sorted(DATASETS)}")
     if name == "binarized_mnist":
         return binarized_mnist(path, progress=progress, cancelled=cancelled)
+    if name in TOY_SETS:
+        return _load_toy(name, n, seed, noise, text)
     n = n or 4000
     n_valid = max(1, n // 4)
-    if name == "bars":
-        x = bars(n + n_valid, seed=seed)
-        return Dataset(name, DataKind.BINARY_IMAGE, x[:n], x[n:], (28, 28))
-    gen = {"8gaussians": eight_gaussians, "moons": moons}[name]
-    x = gen(n + n_valid, seed=seed)
-    return Dataset(name, DataKind.POINTS_2D, x[:n], x[n:])
+    x = bars(n + n_valid, seed=seed)
+    return Dataset(name, DataKind.BINARY_IMAGE, x[:n], x[n:], (28, 28))

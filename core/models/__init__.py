@@ -1,3 +1,14 @@
 """One file per model family; importing this package registers them all."""
 
 from core.models import fvsbn  # noqa: F401
+from core.models import realnvp  # noqa: F401
+from core.models import nice  # noqa: F401
+from core.models import rnade  # noqa: F401
+from core.models import gan  # noqa: F401
+from core.models import dae  # noqa: F401
+from core.models import inversion  # noqa: F401
+from core.models import neural_cdf  # noqa: F401
+from core.models import histogram  # noqa: F401
+from core.models import kde  # noqa: F401
+from core.models import knn  # noqa: F401
+from core.models import gmm  # noqa: F401

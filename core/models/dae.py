@@ -1,0 +1,168 @@
+"""Denoising autoencoder as a generative model (Bengio, Yao, Alain & Vincent, NIPS 2013).
+
+Corruption C(x~ | x): x~ = x + sigma * eps. Reconstruction P(x | x~): a gaussian whose mean
+(and, unless ``recon_std`` fixes it, per-coordinate std) an MLP outputs. Training maximises
+log P(x | x~) with walkback: a chain starts at each training point x, and at every one of its
+``walkback`` steps it corrupts the current point, scores log P(x | x~) against the ORIGINAL x,
+then moves to a sample of P(. | x~). Walkback visits the spurious places the sampling chain will
+go and teaches the model to come back from them.
+
+Sampling runs the Markov chain x -> x~ ~ C(. | x) -> x ~ P(. | x~) for ``burn_in`` steps from
+a gaussian with the data's mean and std; the chain's stationary distribution estimates the data
+distribution (Bengio et al. 2013, theorem 1). There is no likelihood.
+
+The data are standardised with a location and scale taken from the first training batch (kept
+in buffers); ``sigma`` and ``recon_std`` are in those units (fractions of the data's std).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.registry import register
+
+_LOG_STD_MIN, _LOG_STD_MAX = math.log(1e-3), math.log(10.0)
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@register
+class DAE(GenerativeModel):
+    info = ModelInfo(
+        key="dae",
+        name="Denoising autoencoder",
+        group="Autoencoders",
+        description="Denoising autoencoder as a generative model (Bengio et al. 2013): it learns to undo "
+                    "gaussian corruption, with a gaussian reconstruction distribution, trained with "
+                    "walkback (a short chain from each data point, every visited corrupted point "
+                    "trained to reconstruct the original). Samples come from the Markov chain: "
+                    "corrupt, sample a reconstruction, repeat. No likelihood.",
+        likelihood=Likelihood.NONE,
+        data_kinds=(DataKind.POINTS_1D, DataKind.POINTS_2D),
+        hparams=(
+            HParam("sigma", "float", 0.3, 1e-3, 5.0, log=True,
+                   help="corruption noise std, in units of the data's std"),
+            HParam("walkback", "int", 3, 1, 20, help="chain steps per training point (1: plain DAE)"),
+            HParam("hidden", "int", 128, 4, 1024, help="units per hidden layer"),
+            HParam("layers", "int", 3, 1, 8, help="hidden layers"),
+            HParam("recon_std", "float", 0.0, 0.0, 5.0,
+                   help="std of the reconstruction gaussian, in units of the data's std (0: learned)"),
+            HParam("burn_in", "int", 100, 1, 10000, live=True, help="chain steps before a sample is taken"),
+            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
+            HParam("batch_size", "int", 256, 1, 4096, help="examples per step"),
+        ),
+    )
+
+    def __init__(self, data_shape, hparams):
+        super().__init__(data_shape, hparams)
+        if self.dim not in (1, 2):
+            raise ValueError(f"the denoising autoencoder takes 1D or 2D points, got data of shape {self.data_shape}")
+        h, layers, d = int(hparams["hidden"]), int(hparams["layers"]), self.dim
+        mods: list[torch.nn.Module] = []
+        d_in = d
+        for _ in range(layers):
+            mods += [torch.nn.Linear(d_in, h), torch.nn.SiLU()]
+            d_in = h
+        self.learn_std = float(hparams["recon_std"]) == 0.0
+        mods.append(torch.nn.Linear(d_in, 2 * d if self.learn_std else d))
+        self.net = torch.nn.Sequential(*mods)
+        with torch.no_grad():  # start as the identity with reconstruction std sigma: a sane chain
+            last = self.net[-1]
+            last.weight.mul_(0.01)
+            last.bias.zero_()
+            if self.learn_std:
+                last.bias[d:] = math.log(float(hparams["sigma"]))
+        self.register_buffer("loc", torch.zeros(d))
+        self.register_buffer("scale", torch.ones(d))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    # -- pieces -------------------------------------------------------------------------------
+    def reconstruction(self, x_tilde: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-std of P(x | x~), standardised units."""
+        out = self.net(x_tilde)
+        d = self.dim
+        mean = x_tilde + out[:, :d]  # a residual: the net learns the denoising step
+        if self.learn_std:
+            log_std = out[:, d:].clamp(_LOG_STD_MIN, _LOG_STD_MAX)
+        else:
+            log_std = torch.full_like(mean, math.log(float(self.hparams["recon_std"])))
+        return mean, log_std
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + float(self.hparams["sigma"]) * noise
+
+    def _draw(self, mean, log_std, generator=None):
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + log_std.exp() * noise
+
+    @torch.no_grad()
+    def _initialise(self, batch: torch.Tensor) -> None:
+        loc = batch.mean(0)
+        scale = batch.std(0) if len(batch) > 1 else torch.ones_like(loc)
+        scale = torch.where(torch.isfinite(scale) & (scale > 1e-6), scale, torch.ones_like(scale))
+        self.loc.copy_(loc)
+        self.scale.copy_(scale)
+        self.initialised.fill_(True)
+
+    # -- training -----------------------------------------------------------------------------
+    def loss(self, batch):
+        x = self.check_batch(batch)
+        if len(x) == 0:
+            raise ValueError("denoising autoencoder: empty training batch")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("denoising autoencoder: the data contain NaN or infinite values")
+        if not bool(self.initialised):
+            self._initialise(x)
+        x0 = (x - self.loc) / self.scale
+        cur = x0
+        total = x0.new_zeros(())
+        self._last_mse = math.nan
+        for k in range(int(self.hparams["walkback"])):
+            xt = self.corrupt(cur)
+            mean, log_std = self.reconstruction(xt)
+            if k > 0:  # walkback terms train the mean; the std is fitted on one-step corruption
+                log_std = log_std.detach()
+            nll = (log_std + 0.5 * ((x0 - mean) / log_std.exp()) ** 2 + _HALF_LOG_2PI).sum(1).mean()
+            total = total + nll
+            if k == 0:
+                self._last_mse = float(((mean.detach() - x0) ** 2).sum(1).mean())
+            cur = self._draw(mean.detach(), log_std.detach())
+        return total / int(self.hparams["walkback"])
+
+    def train_step(self, batch):
+        out = super().train_step(batch)
+        out["recon_mse"] = self._last_mse  # first step's squared error, standardised units
+        return out
+
+    # -- sampling -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def chain(self, n: int, steps: int, generator: torch.Generator | None = None,
+              keep_path: bool = False) -> torch.Tensor:
+        """Run ``n`` chains for ``steps`` steps from N(loc, scale^2); the final points (n, d) in
+        data units, or with ``keep_path`` the whole path (steps + 1, n, d)."""
+        x = torch.randn(int(n), self.dim, generator=generator, device=self.device)
+        path = [x] if keep_path else None
+        for _ in range(int(steps)):
+            mean, log_std = self.reconstruction(self.corrupt(x, generator))
+            x = self._draw(mean, log_std, generator)
+            if keep_path:
+                path.append(x)
+        if keep_path:
+            return torch.stack(path) * self.scale + self.loc
+        return x * self.scale + self.loc
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        self.eval()
+        return self.chain(int(n), int(self.hparams["burn_in"]), generator).float()
+
+    @torch.no_grad()
+    def visuals(self, n=64, generator=None, bounds=None, res=96):
+        out = super().visuals(n, generator, bounds, res)
+        path = self.chain(1, max(int(self.hparams["burn_in"]), 50), generator, keep_path=True)[:, 0, :]
+        out["chain"] = np.ascontiguousarray(path.cpu().numpy(), dtype=np.float32)
+        return out

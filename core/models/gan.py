@@ -1,0 +1,197 @@
+"""GAN on 2D points: MLP generator and discriminator, non-saturating loss, optional packing.
+
+Goodfellow et al. 2014 with the non-saturating generator loss ``-log D(G(z))``. With ``pack``
+= m > 1 the discriminator judges m samples at once, concatenated into one vector (PacGAN, Lin et
+al. 2018): a generator that drops modes produces packs that lack diversity, which a packed
+discriminator can see, so packing is the documented cure for mode collapse on the ring and grid
+benchmarks (REFERENCES.md, "GAN mode coverage").
+
+The data are standardised with a location and scale taken from the first training batch (kept
+in buffers, so a checkpoint restores them): the generator works in those units whatever the
+data's scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, grid_points
+from core.registry import register
+
+
+def _mlp(d_in: int, hidden: int, layers: int, d_out: int, act: str) -> torch.nn.Sequential:
+    mods: list[torch.nn.Module] = []
+    d = d_in
+    for _ in range(layers):
+        mods.append(torch.nn.Linear(d, hidden))
+        mods.append(torch.nn.ReLU() if act == "relu" else torch.nn.LeakyReLU(0.2))
+        d = hidden
+    mods.append(torch.nn.Linear(d, d_out))
+    return torch.nn.Sequential(*mods)
+
+
+def _finite_grads(params) -> float:
+    grads = [p.grad.sum() for p in params if p.grad is not None]
+    return float(torch.stack(grads).sum()) if grads else 0.0
+
+
+@register
+class GAN(GenerativeModel):
+    info = ModelInfo(
+        key="gan",
+        name="GAN",
+        group="GANs",
+        description="Generative adversarial network: an MLP generator maps gaussian noise to points and "
+                    "an MLP discriminator tells them from the data (non-saturating loss, one "
+                    "discriminator and one generator Adam step per training step, d_steps "
+                    "discriminator steps if more). pack > 1 makes the discriminator judge packs of "
+                    "samples (PacGAN), which counters mode collapse. No likelihood: judge it by its "
+                    "samples, the discriminator map and, on ring8 / grid25, the modes it covers.",
+        likelihood=Likelihood.NONE,
+        data_kinds=(DataKind.POINTS_2D,),
+        hparams=(
+            HParam("latent_dim", "int", 2, 1, 64, help="dimension of the gaussian noise fed to the generator"),
+            HParam("hidden", "int", 128, 4, 1024, help="units per hidden layer (both networks)"),
+            HParam("layers", "int", 3, 1, 8, help="hidden layers (both networks)"),
+            HParam("pack", "int", 4, 1, 16, help="samples the discriminator judges together (PacGAN; 1: plain GAN)"),
+            HParam("d_steps", "int", 1, 1, 10, help="discriminator steps per generator step"),
+            HParam("r1", "float", 0.0, 0.0, 100.0,
+                   help="R1 gradient penalty on real data (Mescheder et al. 2018; 0: off)"),
+            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate of both networks"),
+            HParam("batch_size", "int", 256, 1, 4096, help="real samples per step"),
+        ),
+    )
+
+    def __init__(self, data_shape, hparams):
+        super().__init__(data_shape, hparams)
+        if self.dim != 2:
+            raise ValueError(f"GAN takes 2D points, got data of shape {self.data_shape}")
+        h, layers = int(hparams["hidden"]), int(hparams["layers"])
+        self.latent_dim = int(hparams["latent_dim"])
+        self.pack = int(hparams["pack"])
+        self.generator = _mlp(self.latent_dim, h, layers, self.dim, "relu")
+        self.discriminator = _mlp(self.dim * self.pack, h, layers, 1, "leaky")
+        self.register_buffer("loc", torch.zeros(self.dim))
+        self.register_buffer("scale", torch.ones(self.dim))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        self.opt_d: torch.optim.Optimizer | None = None
+
+    # -- optimisers ---------------------------------------------------------------------------
+    def configure_optimizer(self, lr):
+        betas = (0.5, 0.999)
+        self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
+        return self.optimizer
+
+    def set_lr(self, lr):
+        for opt in (self.optimizer, self.opt_d):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+
+    # -- networks -----------------------------------------------------------------------------
+    def _generate_std(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return self.generator(z)
+
+    def _disc_logits(self, x_std: torch.Tensor) -> torch.Tensor:
+        """Logits for packs: ``x_std`` (B, d) standardised, B a multiple of ``pack``."""
+        return self.discriminator(x_std.reshape(-1, self.pack * self.dim)).squeeze(1)
+
+    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.loc) / self.scale
+
+    @torch.no_grad()
+    def _initialise(self, batch: torch.Tensor) -> None:
+        loc = batch.mean(0)
+        scale = batch.std(0) if len(batch) > 1 else torch.ones_like(loc)
+        scale = torch.where(torch.isfinite(scale) & (scale > 1e-6), scale, torch.ones_like(scale))
+        self.loc.copy_(loc)
+        self.scale.copy_(scale)
+        self.initialised.fill_(True)
+
+    # -- training -----------------------------------------------------------------------------
+    def _check_finite(self, name: str, loss: torch.Tensor, params) -> None:
+        value, grad = float(loss.detach()), _finite_grads(params)
+        if not (math.isfinite(value) and math.isfinite(grad)):
+            raise NonFiniteError(f"{name}={value}, gradient sum={grad}")
+
+    def train_step(self, batch):
+        assert self.optimizer is not None and self.opt_d is not None, "configure_optimizer() first"
+        batch = self.check_batch(batch)
+        if len(batch) == 0:
+            raise ValueError("GAN: empty training batch")
+        if not bool(torch.isfinite(batch).all()):
+            raise ValueError("GAN: the data contain NaN or infinite values")
+        if not bool(self.initialised):
+            self._initialise(batch)
+        self.train()
+        m = self.pack
+        real = self._standardise(batch)
+        if len(real) < m:  # a short last batch: draw with replacement up to one pack
+            real = real[torch.randint(len(real), (m,), device=real.device)]
+        real = real[: len(real) // m * m]
+        n = len(real)
+        d_params = list(self.discriminator.parameters())
+        g_params = list(self.generator.parameters())
+        r1 = float(self.hparams.get("r1", 0.0))
+        d_total = 0.0
+        for _ in range(int(self.hparams.get("d_steps", 1))):
+            with torch.no_grad():
+                fake = self._generate_std(n)
+            self.opt_d.zero_grad(set_to_none=True)
+            if r1 > 0:
+                real_in = real.detach().requires_grad_(True)
+                real_logits = self._disc_logits(real_in)
+            else:
+                real_logits = self._disc_logits(real)
+            d_loss = F.softplus(-real_logits).mean() + F.softplus(self._disc_logits(fake)).mean()
+            loss = d_loss
+            if r1 > 0:
+                (g,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
+                loss = d_loss + 0.5 * r1 * g.pow(2).reshape(len(real_logits), -1).sum(1).mean()
+            loss.backward()
+            self._check_finite("discriminator loss", loss, d_params)
+            self.opt_d.step()
+            d_total = float(d_loss.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        for p in d_params:
+            p.requires_grad_(False)
+        try:
+            g_loss = F.softplus(-self._disc_logits(self._generate_std(n))).mean()
+            g_loss.backward()
+        finally:
+            for p in d_params:
+                p.requires_grad_(True)
+        self._check_finite("generator loss", g_loss, g_params)
+        self.optimizer.step()
+        g_value = float(g_loss.detach())
+        return {"loss": d_total + g_value, "d_loss": d_total, "g_loss": g_value}
+
+    # -- the protocol -------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        if n < 0:
+            raise ValueError(f"cannot draw {n} samples")
+        x = self._generate_std(int(n), generator)
+        return (x * self.scale + self.loc).float()
+
+    @torch.no_grad()
+    def discriminator_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """D(x) in [0, 1] for single points: the pack is ``x`` repeated ``pack`` times."""
+        x = self._standardise(self.check_batch(x))
+        packed = x.repeat(1, self.pack)
+        return torch.sigmoid(self.discriminator(packed).squeeze(1))
+
+    @torch.no_grad()
+    def visuals(self, n=64, generator=None, bounds=None, res=96):
+        out = super().visuals(n, generator, bounds, res)
+        if bounds is not None:
+            pts = torch.from_numpy(grid_points(bounds, res)).to(self.device)
+            d = torch.cat([self.discriminator_prob(pts[i:i + 16384]) for i in range(0, len(pts), 16384)])
+            out["disc"] = np.ascontiguousarray(d.reshape(res, res).cpu().numpy(), dtype=np.float32)
+        return out

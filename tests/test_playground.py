@@ -1,0 +1,210 @@
+"""The density playground tab, driven offscreen in the real window."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QImage
+from PySide6.QtTest import QTest
+
+from core.protocol import cell_area
+
+
+@pytest.fixture
+def pg_tab(window):
+    window.tabs.setCurrentWidget(window.playground)
+    p = window.playground
+    p.steps_spin.setValue(150)
+    return p
+
+
+def choose_set(p, name):
+    p.set_combo.setCurrentIndex(p.set_combo.findData(name))
+
+
+def listed(p):
+    return [p.model_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(p.model_list.count())]
+
+
+def run_to_end(qtbot, p, timeout=60000):
+    session = p.play()
+    assert session is not None, p.window().last_error
+    with qtbot.waitSignal(session.finished, timeout=timeout):
+        pass
+    p._repaint()
+    return session
+
+
+def test_docks_belong_to_the_training_tab(window):
+    window.tabs.setCurrentWidget(window.playground)
+    assert not any(d.isVisible() for d in window.training_docks)
+    window.tabs.setCurrentWidget(window.training_view)
+    assert all(d.isVisible() for d in window.training_docks)
+
+
+def test_models_offered_follow_the_data_dimension(pg_tab):
+    choose_set(pg_tab, "8gaussians")
+    two_d = listed(pg_tab)
+    assert "realnvp" in two_d and "fvsbn" not in two_d
+    choose_set(pg_tab, "mixture1d")
+    one_d = listed(pg_tab)
+    assert "rnade" in one_d and "realnvp" not in one_d
+    assert pg_tab.tiles[0].dim == 1
+
+
+def test_two_models_side_by_side_learn_and_fill_the_table(qtbot, pg_tab, tmp_path):
+    choose_set(pg_tab, "8gaussians")
+    pg_tab.set_checked(["rnade", "realnvp"])
+    session = run_to_end(qtbot, pg_tab)
+    assert {f.index for f in session.last_frames.values()} == {0, 1}
+    assert all(f.snapshot.event == "finished" for f in session.last_frames.values())
+    for i, curve in enumerate(pg_tab.curves):
+        assert len(curve) >= 2, f"model {i}: a held-out NLL curve"
+        assert curve[-1][1] < curve[0][1], f"model {i}: held-out NLL falls"
+    rows = pg_tab.table_rows()
+    assert [r[0] for r in rows] == ["RNADE", "RealNVP"]
+    assert all(r[1] and r[2] and r[3] and r[4] for r in rows)
+    assert float(rows[0][2]) == pytest.approx(2.83, abs=0.02), "true entropy of 8 gaussians"
+    assert rows[0][5] == "" or "/8" in rows[0][5]
+    bounds = pg_tab.dataset.meta["bounds"]
+    for f in session.last_frames.values():
+        dens = f.arrays.get("density")
+        if dens is None:
+            continue
+        assert dens.dtype == np.float32 and dens.flags.c_contiguous
+        assert dens.sum() * cell_area(bounds, dens.shape[0]) == pytest.approx(1.0, abs=0.08)
+    assert pg_tab.repaints > 0
+
+    table = tmp_path / "table.csv"
+    pg_tab.export_table(str(table))
+    with open(table) as f:
+        got = list(csv.reader(f))
+    assert got[0][0] == "model" and got[1:] == rows
+    png = tmp_path / "view.png"
+    assert pg_tab.export_png(str(png))
+    img = QImage(str(png))
+    assert img.width() > 100 and img.height() > 100
+
+
+def test_pause_step_resume_stop_in_the_playground(qtbot, pg_tab):
+    choose_set(pg_tab, "moons")
+    pg_tab.steps_spin.setValue(100000)
+    pg_tab.set_checked(["rnade"])
+    session = pg_tab.play()
+    qtbot.waitUntil(lambda: session.frames_received > 0, timeout=20000)
+    qtbot.mouseClick(pg_tab.pause_btn, Qt.MouseButton.LeftButton)
+    qtbot.wait(300)
+    at = session.last_frame.snapshot.step
+    qtbot.wait(300)
+    assert session.last_frame.snapshot.step == at
+    qtbot.mouseClick(pg_tab.step_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: session.last_frame.snapshot.step == at + 1, timeout=5000)
+    qtbot.mouseClick(pg_tab.pause_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: session.last_frame.snapshot.step > at + 5, timeout=10000)
+    with qtbot.waitSignal(session.finished, timeout=3000):
+        qtbot.mouseClick(pg_tab.stop_btn, Qt.MouseButton.LeftButton)
+    assert pg_tab.train_btn.isEnabled()
+
+
+def test_speed_limits_the_pace(qtbot, pg_tab):
+    choose_set(pg_tab, "8gaussians")
+    pg_tab.steps_spin.setValue(100000)
+    pg_tab.set_checked(["rnade"])
+    pg_tab.speed.setValue(4)  # 8 steps/s
+    assert "8 steps/s" in pg_tab.speed_label.text()
+    session = pg_tab.play()
+    qtbot.waitUntil(lambda: session.frames_received > 0, timeout=20000)
+    start, t0 = session.last_frame.snapshot.step, time.perf_counter()
+    qtbot.wait(1000)
+    rate = (session.last_frame.snapshot.step - start) / (time.perf_counter() - t0)
+    assert rate < 12
+    session.stop()
+
+
+def _click_data(qtbot, p, x, y):
+    vb = p.tiles[0].vb
+    scene = vb.mapViewToScene(pg_point(x, y))
+    view = p.tiles_widget.mapFromScene(scene)
+    QTest.mouseClick(p.tiles_widget.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(int(view.x()), int(view.y())))
+
+
+def pg_point(x, y):
+    from PySide6.QtCore import QPointF
+    return QPointF(x, y)
+
+
+def test_paint_undo_redo_clear_and_train_on_painted_points(qtbot, pg_tab):
+    choose_set(pg_tab, "8gaussians")
+    pg_tab.clear_points()
+    assert pg_tab.set_name == "painted"
+    qtbot.mouseClick(pg_tab.paint_btn, Qt.MouseButton.LeftButton)
+    assert pg_tab.paint_btn.isChecked()
+    pg_tab.intensity_spin.setValue(30)
+    _click_data(qtbot, pg_tab, 0.0, 0.0)
+    assert len(pg_tab.paint.points) == 30
+    p0 = pg_tab.paint.points
+    assert np.abs(p0).max() < 0.5, "points land where the mouse clicked"
+    _click_data(qtbot, pg_tab, 1.5, 1.5)
+    assert len(pg_tab.paint.points) == 60
+    qtbot.keyClick(pg_tab, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(pg_tab.paint.points) == 30
+    pg_tab.redo()
+    assert len(pg_tab.paint.points) == 60
+    pg_tab.erase_box.setChecked(True)
+    pg_tab.radius_spin.setValue(0.5)
+    _click_data(qtbot, pg_tab, 0.0, 0.0)
+    assert len(pg_tab.paint.points) == 30
+    pg_tab.erase_box.setChecked(False)
+    qtbot.waitUntil(lambda: pg_tab.dataset is not None and pg_tab.dataset.name == "painted"
+                    and len(pg_tab.dataset.train) + len(pg_tab.dataset.valid) == 30, timeout=3000)
+    qtbot.mouseClick(pg_tab.paint_btn, Qt.MouseButton.LeftButton)
+    pg_tab.set_checked(["rnade"])
+    pg_tab.steps_spin.setValue(30)
+    session = run_to_end(qtbot, pg_tab)
+    assert session.last_frame.snapshot.event == "finished"
+
+
+def test_bad_points_get_clear_messages(qtbot, pg_tab, tmp_path, window):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,2\n3,nan\n")
+    assert not pg_tab.import_csv(str(bad))
+    assert window.error_boxes and "line 3" in window.error_boxes[-1].text()
+
+    one = tmp_path / "one.csv"
+    one.write_text("x,y\n1,2\n")
+    assert not pg_tab.import_csv(str(one))
+    pg_tab.set_checked(["rnade"])
+    assert pg_tab.play() is None
+    assert "too few points" in window.error_boxes[-1].text()
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert not pg_tab.import_csv(str(empty))
+
+
+def test_csv_export_import_round_trip(pg_tab, tmp_path):
+    choose_set(pg_tab, "moons")
+    path = tmp_path / "pts.csv"
+    pg_tab.export_csv(str(path))
+    before = pg_tab.paint.points
+    assert pg_tab.import_csv(str(path))
+    assert pg_tab.set_name == "painted"
+    np.testing.assert_array_equal(pg_tab.paint.points, before)
+    assert len(pg_tab.dataset.train) + len(pg_tab.dataset.valid) == len(before)
+
+
+def test_closing_mid_training_stops_the_playground_within_2s(qtbot, pg_tab, window):
+    choose_set(pg_tab, "8gaussians")
+    pg_tab.steps_spin.setValue(100000)
+    pg_tab.set_checked(["realnvp", "rnade"])
+    session = pg_tab.play()
+    qtbot.waitUntil(lambda: session.frames_received > 2, timeout=20000)
+    t0 = time.perf_counter()
+    window.close()
+    assert time.perf_counter() - t0 < 2.0
+    assert session._thread.isFinished()
