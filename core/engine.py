@@ -137,7 +137,7 @@ class Trainer:
         self.config = config or TrainConfig()
         self.step = start_step
         self.metrics: dict[str, float] = {}
-        self._pending_lr: float | None = None
+        self._pending: dict[str, Any] = {}  # live hyperparameter changes, applied between steps
         self._lock = threading.Lock()
         self.device, self.device_message = select_device(self.config.device)
         self._last_good: dict[str, torch.Tensor] | None = None
@@ -147,9 +147,21 @@ class Trainer:
 
     # -- live changes (any thread) ---------------------------------------------------------------
     def set_lr(self, lr: float) -> None:
-        lr = self.model.info.validate({"lr": lr})["lr"]
+        self.set_hparams({"lr": lr})
+
+    def set_hparams(self, values: dict[str, Any]) -> None:
+        """Change live hyperparameters (``HParam.live``) from any thread; applied before the
+        next step. Raises ValueError for unknown, invalid or not-live ones."""
+        specs = {h.name: h for h in self.model.info.all_hparams()}
+        checked = {}
+        for name, value in values.items():
+            if name not in specs:
+                raise ValueError(f"{self.model.info.name} has no hyperparameter {name!r}")
+            if not specs[name].live:
+                raise ValueError(f"{name} cannot change while training; stop first")
+            checked[name] = specs[name].validate(value)
         with self._lock:
-            self._pending_lr = lr
+            self._pending.update(checked)
 
     def request_save(self, path: str | os.PathLike) -> None:
         """Save to ``path`` after the current step (from any thread); a ``saved`` snapshot
@@ -251,11 +263,12 @@ class Trainer:
         pos, loss, done = 0, math.nan, 0
         self._busy = 0.0
         while self.step < self.total_steps:
-            with self._lock:
-                lr, self._pending_lr = self._pending_lr, None
-            if lr is not None:
-                self.model.hparams["lr"] = lr
-                self.model.set_lr(lr)
+            if self._pending:
+                with self._lock:
+                    changes, self._pending = self._pending, {}
+                self.model.hparams.update(changes)
+                if "lr" in changes:
+                    self.model.set_lr(changes["lr"])
             if pos >= len(order):
                 order, pos = rng.permutation(len(self._train)), 0
             try:

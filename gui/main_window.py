@@ -79,7 +79,7 @@ class MainWindow(QMainWindow):
         self.panel.save_clicked.connect(self._ask_save)
         self.panel.load_clicked.connect(self._ask_load)
         self.panel.browse_clicked.connect(self._browse_data)
-        self.panel.lr_changed.connect(self._on_lr)
+        self.panel.live_changed.connect(self._on_live)
         self.panel.device_combo.currentIndexChanged.connect(self._on_device_choice)
         self._make_actions()
         self._restore_settings()
@@ -178,11 +178,16 @@ class MainWindow(QMainWindow):
                 pass
         self.panel.set_state("idle")
 
-    @Slot(float)
-    def _on_lr(self, lr: float) -> None:
+    @Slot(str, object)
+    def _on_live(self, name: str, value) -> None:
         if self.session is not None and self.session.running:
-            self.session.set_lr(lr)
-            self.statusBar().showMessage(f"learning rate set to {lr:g} from the next step", 3000)
+            try:
+                self.session.set_hparams({name: value})
+            except ValueError as exc:
+                self.statusBar().showMessage(str(exc), 5000)
+                return
+            self.statusBar().showMessage(f"{name} set to {value:g} from the next step" if isinstance(value, float)
+                                         else f"{name} set to {value} from the next step", 3000)
 
     @Slot(int)
     def _on_device_choice(self, _index: int) -> None:

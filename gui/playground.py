@@ -24,7 +24,7 @@ from core.data.paint import PaintBuffer
 from core.data.points import read_csv, write_csv
 from core.engine import Frame, TrainConfig, Trainer
 from core.protocol import DataKind, cell_area, grid_points
-from gui.train_panel import _editor, _set_value, _value
+from gui.train_panel import _changed_signal, _editor, _set_value, _value
 from gui.worker import TrainingSession
 
 PAINTED = "painted"
@@ -140,6 +140,7 @@ class PlaygroundPanel(QWidget):
         self.curves: list[list[tuple[float, float]]] = []
         self.repaints = 0
         self._stroke_started = False
+        self.running_keys: list[str] = []
         self._build()
         self._timer = QTimer(self)
         self._timer.setInterval(int(1000 / fps))
@@ -518,7 +519,10 @@ class PlaygroundPanel(QWidget):
             if h.name in saved:
                 _set_value(w, saved[h.name])
             self.editors[h.name] = w
-            self.hp_form.addRow(h.name, w)
+            self.hp_form.addRow(h.name + (" (live)" if h.live else ""), w)
+            if h.live:
+                _changed_signal(w).connect(self._on_live_edit)
+        self._enable_editors()
         self.hp_box.setTitle(f"Hyperparameters: {info.name}")
 
     def set_hparam(self, key: str, name: str, value: Any) -> None:
@@ -584,7 +588,26 @@ class PlaygroundPanel(QWidget):
         self.step_btn.setEnabled(running)
         self.stop_btn.setEnabled(running)
         self.model_list.setEnabled(not running)
-        self.hp_box.setEnabled(not running)
+        self._enable_editors()
+
+    def _enable_editors(self) -> None:
+        """While training, only the live hyperparameters of the highlighted model stay editable."""
+        key = getattr(self, "_hp_key", None)
+        live = {h.name for h in registry.info(key).hparams if h.live} if key else set()
+        for name, w in self.editors.items():
+            w.setEnabled(not self.running or name in live)
+
+    @Slot()
+    def _on_live_edit(self, *_args) -> None:
+        w = self.sender()
+        name = next((n for n, e in self.editors.items() if e is w), None)
+        if name is None or not self.running or self._hp_key not in self.running_keys:
+            return
+        try:
+            self.session.set_hparams({name: _value(w)}, index=self.running_keys.index(self._hp_key))
+            self.status.emit(f"{registry.info(self._hp_key).name}: {name} = {_value(w)} from the next step")
+        except ValueError as exc:
+            self.status.emit(str(exc))
 
     @Slot()
     def play(self) -> TrainingSession | None:
@@ -620,6 +643,7 @@ class PlaygroundPanel(QWidget):
             return None
         self._make_tiles(keys)
         self._init_results(keys, ds)
+        self.running_keys = keys
         self.session = TrainingSession(trainers, fps=self.fps, parent=self)
         self.session.frame.connect(self._on_frame)
         self.session.failed.connect(self._on_failed)
@@ -663,10 +687,10 @@ class PlaygroundPanel(QWidget):
     @Slot(float)
     def _on_lr(self, lr: float) -> None:
         if self.running:
-            for t in self.session.trainers:
+            for i, t in enumerate(self.session.trainers):
                 if not t.model.info.full_batch:
                     try:
-                        t.set_lr(lr)
+                        self.session.set_hparams({"lr": lr}, index=i)
                     except ValueError:
                         pass
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from PySide6.QtCore import Signal, Slot
@@ -39,6 +38,15 @@ def _editor(h: HParam) -> QWidget:
     return w
 
 
+def _changed_signal(w: QWidget):
+    """The signal a hyperparameter editor emits when the user changes its value."""
+    if isinstance(w, QCheckBox):
+        return w.toggled
+    if isinstance(w, QComboBox):
+        return w.currentIndexChanged
+    return w.valueChanged
+
+
 def _value(w: QWidget) -> Any:
     if isinstance(w, QCheckBox):
         return w.isChecked()
@@ -65,7 +73,7 @@ class TrainPanel(QWidget):
     stop_clicked = Signal()
     save_clicked = Signal()
     load_clicked = Signal()
-    lr_changed = Signal(float)
+    live_changed = Signal(str, object)  # a live hyperparameter edited (while training)
     browse_clicked = Signal()
 
     def __init__(self, parent: QWidget | None = None):
@@ -143,7 +151,10 @@ class TrainPanel(QWidget):
             w = _editor(h)
             self.editors[h.name] = w
             self.hp_form.addRow(h.name + (" (live)" if h.live else ""), w)
-        self.editors["lr"].valueChanged.connect(self._on_lr)
+        for h in info.all_hparams():
+            if h.live:
+                w = self.editors[h.name]
+                _changed_signal(w).connect(self._on_live)
         current = self.data_combo.currentData()
         self.data_combo.clear()
         for d in datasets.DATASETS.values():
@@ -171,10 +182,12 @@ class TrainPanel(QWidget):
         if i >= 0:
             self.device_combo.setCurrentIndex(i)
 
-    @Slot(float)
-    def _on_lr(self, value: float) -> None:
-        if math.isfinite(value) and value > 0:
-            self.lr_changed.emit(value)
+    @Slot()
+    def _on_live(self, *_args) -> None:
+        w = self.sender()
+        name = next((n for n, e in self.editors.items() if e is w), None)
+        if name is not None:
+            self.live_changed.emit(name, _value(w))
 
     # -- state -----------------------------------------------------------------------------------
     def set_state(self, state: str) -> None:

@@ -100,9 +100,10 @@ class TrainingSession(QObject):
     def set_speed(self, steps_per_s: float | None) -> None:
         self.control.set_speed(steps_per_s)
 
-    def set_lr(self, lr: float) -> None:
-        for t in self.trainers:
-            t.set_lr(lr)
+    def set_hparams(self, values: dict, index: int | None = None) -> None:
+        """Live hyperparameter changes for every trainer (or the one at ``index``)."""
+        for t in self.trainers if index is None else [self.trainers[index]]:
+            t.set_hparams(values)
 
     def stop(self, wait_ms: int = 2000) -> bool:
         """Ask the worker to stop at its next yield; wait up to ``wait_ms``. True if it ended."""

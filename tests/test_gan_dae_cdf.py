@@ -253,7 +253,7 @@ def test_neural_cdf_nonfinite_loss_is_caught():
 # GAN
 # --------------------------------------------------------------------------------------------
 
-SMALL_GAN = dict(hidden=32, layers=2, batch_size=64, lr=2e-3)
+SMALL_GAN = dict(hidden=32, layers=2, batch_size=64, lr=2e-3, r1=0.1)
 
 
 def _mode_distance(x: np.ndarray) -> float:
@@ -269,12 +269,12 @@ def test_gan_training_moves_samples_to_the_modes(pack):
     model.configure_optimizer(SMALL_GAN["lr"])
     model.train_step(torch.from_numpy(ds.train[:64]))  # sets the data's location and scale
     before = _mode_distance(model.sample(500, generator=g()).numpy())
-    snaps = _train(model, ds, 200)
+    snaps = _train(model, ds, 400)
     after = _mode_distance(model.sample(500, generator=g()).numpy())
     assert snaps[-1].event == "finished"
     assert {"d_loss", "g_loss"} <= set(snaps[-1].metrics)
     assert math.isfinite(snaps[-1].loss)
-    assert after < 0.6 * before, (before, after)
+    assert after < 0.5 * before, (before, after)
 
 
 def test_gan_samples_and_discriminator_map():
@@ -363,18 +363,22 @@ def test_gan_mode_metrics_in_the_trainer():
 # denoising autoencoder
 # --------------------------------------------------------------------------------------------
 
-SMALL_DAE = dict(hidden=32, layers=2, batch_size=64, lr=3e-3, burn_in=20)
+SMALL_DAE = dict(hidden=64, layers=2, batch_size=64, lr=3e-3, burn_in=20)
 
 
 @pytest.mark.parametrize("dim", [1, 2])
 def test_dae_reconstruction_error_falls_and_chain_samples(dim):
     torch.manual_seed(0)
-    ds = _dataset_2d() if dim == 2 else _dataset_1d()
+    if dim == 2:
+        ds = _dataset_2d()
+    else:  # two well separated modes, at -2 and 2: a good denoiser does much better than identity
+        x = _four_modes(600, 0)[:, :1]
+        ds = Dataset("two", DataKind.POINTS_1D, x[:400], x[400:])
     model = registry.create("dae", (dim,), ds.kind, **SMALL_DAE)
-    snaps = _train(model, ds, 150)
+    snaps = _train(model, ds, 250)
     mse = [s.metrics["recon_mse"] for s in snaps]
     assert all(math.isfinite(v) for v in mse)
-    assert np.mean(mse[-20:]) < 0.7 * np.mean(mse[:5]), (mse[:5], mse[-20:])
+    assert np.mean(mse[-20:]) < 0.5 * np.mean(mse[:5]), (mse[:5], mse[-20:])
     s = model.sample(300, generator=torch.Generator().manual_seed(0))
     assert s.shape == (300, dim) and s.dtype == torch.float32 and torch.isfinite(s).all()
     if dim == 2:  # the chain ends up near the data, not at the gaussian it starts from

@@ -208,3 +208,39 @@ def test_closing_mid_training_stops_the_playground_within_2s(qtbot, pg_tab, wind
     window.close()
     assert time.perf_counter() - t0 < 2.0
     assert session._thread.isFinished()
+
+
+def test_zero_bandwidth_and_too_many_components_get_clear_messages(qtbot, pg_tab, window, tmp_path):
+    choose_set(pg_tab, "8gaussians")
+    pg_tab.set_checked(["kde"])
+    pg_tab.set_hparam("kde", "bandwidth_rule", "manual")
+    pg_tab.set_hparam("kde", "bandwidth", 0.0)
+    assert pg_tab.play() is None
+    assert "bandwidth" in window.error_boxes[-1].text()
+
+    few = tmp_path / "few.csv"
+    few.write_text("x,y\n0,0\n1,1\n2,0\n3,1\n4,0\n")
+    assert pg_tab.import_csv(str(few))
+    pg_tab.set_checked(["gmm"])
+    pg_tab.set_hparam("gmm", "components", 10)
+    session = pg_tab.play()
+    if session is not None:  # the model may refuse at build time or at its first fit
+        with qtbot.waitSignal(session.finished, timeout=20000):
+            pass
+    text = window.error_boxes[-1].text()
+    assert "10" in text and ("component" in text or "K" in text), text
+    assert pg_tab.train_btn.isEnabled()
+
+
+def test_every_point_model_trains_in_the_playground(qtbot, pg_tab):
+    """Each family, from the worker thread, in the real tab: the frames reach its tile."""
+    for name, dim in (("8gaussians", 2), ("mixture1d", 1)):
+        choose_set(pg_tab, name)
+        keys = listed(pg_tab)
+        pg_tab.set_checked(keys)
+        pg_tab.steps_spin.setValue(20)
+        session = run_to_end(qtbot, pg_tab, timeout=120000)
+        assert {f.index for f in session.last_frames.values()} == set(range(len(keys)))
+        for i, f in session.last_frames.items():
+            assert f.snapshot.event == "finished", (keys[i], f.snapshot.message)
+        assert len(pg_tab.tiles) == len(keys) + 1

@@ -51,7 +51,7 @@ class DAE(GenerativeModel):
             HParam("recon_std", "float", 0.0, 0.0, 5.0,
                    help="std of the reconstruction gaussian, in units of the data's std (0: learned)"),
             HParam("burn_in", "int", 100, 1, 10000, live=True, help="chain steps before a sample is taken"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
+            HParam("lr", "float", 3e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
             HParam("batch_size", "int", 256, 1, 4096, help="examples per step"),
         ),
     )
@@ -69,12 +69,9 @@ class DAE(GenerativeModel):
         self.learn_std = float(hparams["recon_std"]) == 0.0
         mods.append(torch.nn.Linear(d_in, 2 * d if self.learn_std else d))
         self.net = torch.nn.Sequential(*mods)
-        with torch.no_grad():  # start as the identity with reconstruction std sigma: a sane chain
-            last = self.net[-1]
-            last.weight.mul_(0.01)
-            last.bias.zero_()
-            if self.learn_std:
-                last.bias[d:] = math.log(float(hparams["sigma"]))
+        if self.learn_std:  # start with reconstruction std ~ sigma: a sane chain from the start
+            with torch.no_grad():
+                self.net[-1].bias[d:] = math.log(float(hparams["sigma"]))
         self.register_buffer("loc", torch.zeros(d))
         self.register_buffer("scale", torch.ones(d))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
@@ -119,15 +116,22 @@ class DAE(GenerativeModel):
             self._initialise(x)
         x0 = (x - self.loc) / self.scale
         cur = x0
+        sigma = float(self.hparams["sigma"])
         total = x0.new_zeros(())
         self._last_mse = math.nan
         for k in range(int(self.hparams["walkback"])):
             xt = self.corrupt(cur)
             mean, log_std = self.reconstruction(xt)
-            if k > 0:  # walkback terms train the mean; the std is fitted on one-step corruption
-                log_std = log_std.detach()
-            nll = (log_std + 0.5 * ((x0 - mean) / log_std.exp()) ** 2 + _HALF_LOG_2PI).sum(1).mean()
-            total = total + nll
+            # The mean is fitted by squared error (scaled by 1/sigma^2 to be O(1)), the std by the
+            # gaussian NLL around the detached mean: the same optimum as the joint NLL (posterior
+            # mean and spread), without the joint NLL's habit of stalling the mean behind a large
+            # std. Walkback terms train the mean only: the std is fitted on one-step corruption,
+            # the one the sampling chain uses.
+            sq = ((x0 - mean) ** 2).sum(1).mean()
+            total = total + 0.5 * sq / sigma ** 2
+            if k == 0 and self.learn_std:
+                resid = (x0 - mean.detach()) / log_std.exp()
+                total = total + (log_std + 0.5 * resid ** 2 + _HALF_LOG_2PI).sum(1).mean()
             if k == 0:
                 self._last_mse = float(((mean.detach() - x0) ** 2).sum(1).mean())
             cur = self._draw(mean.detach(), log_std.detach())

@@ -23,15 +23,43 @@ from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelIn
 from core.registry import register
 
 
-def _mlp(d_in: int, hidden: int, layers: int, d_out: int, act: str) -> torch.nn.Sequential:
+R1_EVERY = 4  # discriminator steps between two R1 penalties (lazy regularisation)
+
+
+def _mlp(d_in: int, hidden: int, layers: int, d_out: int) -> torch.nn.Sequential:
     mods: list[torch.nn.Module] = []
     d = d_in
     for _ in range(layers):
-        mods.append(torch.nn.Linear(d, hidden))
-        mods.append(torch.nn.ReLU() if act == "relu" else torch.nn.LeakyReLU(0.2))
+        mods += [torch.nn.Linear(d, hidden), torch.nn.ReLU()]
         d = hidden
     mods.append(torch.nn.Linear(d, d_out))
     return torch.nn.Sequential(*mods)
+
+
+class PackedDiscriminator(torch.nn.Module):
+    """D(x_1..x_m) = joint([member(x_1), ..., member(x_m)]): each member of a pack goes through
+    the same first layers (``layers - 1`` hidden layers), then one hidden layer sees the whole
+    pack's features concatenated. With ``pack`` = 1 it is a plain MLP with ``layers`` hidden
+    layers, so packed and plain discriminators differ only in what the last layers see. Sharing
+    the first layers means the per-point features (is this point on a mode?) are learned once,
+    not once per slot of the pack, which a fully concatenated input would need."""
+
+    def __init__(self, d: int, hidden: int, layers: int, pack: int):
+        super().__init__()
+        self.pack = pack
+        mods: list[torch.nn.Module] = []
+        f = d
+        for _ in range(layers - 1):
+            mods += [torch.nn.Linear(f, hidden), torch.nn.LeakyReLU(0.2)]
+            f = hidden
+        self.member = torch.nn.Sequential(*mods)
+        self.joint = torch.nn.Sequential(torch.nn.Linear(pack * f, hidden), torch.nn.LeakyReLU(0.2),
+                                         torch.nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B / pack,) for points ``x`` (B, d), consecutive rows forming a pack."""
+        h = self.member(x)
+        return self.joint(h.reshape(len(x) // self.pack, -1)).squeeze(1)
 
 
 def _finite_grads(params) -> float:
@@ -73,12 +101,13 @@ class GAN(GenerativeModel):
         h, layers = int(hparams["hidden"]), int(hparams["layers"])
         self.latent_dim = int(hparams["latent_dim"])
         self.pack = int(hparams["pack"])
-        self.generator = _mlp(self.latent_dim, h, layers, self.dim, "relu")
-        self.discriminator = _mlp(self.dim * self.pack, h, layers, 1, "leaky")
+        self.generator = _mlp(self.latent_dim, h, layers, self.dim)
+        self.discriminator = PackedDiscriminator(self.dim, h, layers, self.pack)
         self.register_buffer("loc", torch.zeros(self.dim))
         self.register_buffer("scale", torch.ones(self.dim))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
         self.opt_d: torch.optim.Optimizer | None = None
+        self._d_updates = 0
 
     # -- optimisers ---------------------------------------------------------------------------
     def configure_optimizer(self, lr):
@@ -100,7 +129,7 @@ class GAN(GenerativeModel):
 
     def _disc_logits(self, x_std: torch.Tensor) -> torch.Tensor:
         """Logits for packs: ``x_std`` (B, d) standardised, B a multiple of ``pack``."""
-        return self.discriminator(x_std.reshape(-1, self.pack * self.dim)).squeeze(1)
+        return self.discriminator(x_std)
 
     def _standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.loc) / self.scale
@@ -144,16 +173,19 @@ class GAN(GenerativeModel):
             with torch.no_grad():
                 fake = self._generate_std(n)
             self.opt_d.zero_grad(set_to_none=True)
-            if r1 > 0:
+            # lazy R1 (Karras et al. 2020): every R1_EVERY-th discriminator step, weighted up to match
+            lazy = r1 > 0 and self._d_updates % R1_EVERY == 0
+            self._d_updates += 1
+            if lazy:
                 real_in = real.detach().requires_grad_(True)
                 real_logits = self._disc_logits(real_in)
             else:
                 real_logits = self._disc_logits(real)
             d_loss = F.softplus(-real_logits).mean() + F.softplus(self._disc_logits(fake)).mean()
             loss = d_loss
-            if r1 > 0:
+            if lazy:
                 (g,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
-                loss = d_loss + 0.5 * r1 * g.pow(2).reshape(len(real_logits), -1).sum(1).mean()
+                loss = d_loss + 0.5 * r1 * R1_EVERY * g.pow(2).reshape(len(real_logits), -1).sum(1).mean()
             loss.backward()
             self._check_finite("discriminator loss", loss, d_params)
             self.opt_d.step()
@@ -184,8 +216,8 @@ class GAN(GenerativeModel):
     def discriminator_prob(self, x: torch.Tensor) -> torch.Tensor:
         """D(x) in [0, 1] for single points: the pack is ``x`` repeated ``pack`` times."""
         x = self._standardise(self.check_batch(x))
-        packed = x.repeat(1, self.pack)
-        return torch.sigmoid(self.discriminator(packed).squeeze(1))
+        packed = x.repeat_interleave(self.pack, 0)  # each point fills a whole pack
+        return torch.sigmoid(self.discriminator(packed))
 
     @torch.no_grad()
     def visuals(self, n=64, generator=None, bounds=None, res=96):

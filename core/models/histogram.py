@@ -9,7 +9,10 @@ The bin width minimises the leave-one-out cross-validated risk (Rudemo 1982; Was
 over a grid of candidate bin counts, or is set by hand. In 2D the bins are squares (the same
 width on both axes); the bin count is the number of bins across the widest axis of the data.
 The bins span the data range padded by half a bin on each side (one bin in all), so that no
-training point lies on an outer edge.
+training point lies on an outer edge. Density views (``density_grid``) show each pixel's exact
+average of the piecewise-constant density (the overlap of bins and pixel), which is the density
+at the pixel's centre wherever the pixel lies inside one bin, and keeps the mass of bins
+narrower than a pixel.
 
 Outside the bins the histogram is zero, so a held-out point there would get log 0 = -inf. Every
 family in this file (and the KDE with a compact kernel and the kNN estimator, which import the
@@ -23,11 +26,12 @@ Before the first fit every classical model is a standard normal.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, grid_points
 from core.registry import register
 
 #: weight of the broad gaussian mixed into densities with bounded support
@@ -103,6 +107,33 @@ def floor_samples(s: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     return torch.where(pick[:, None], broad, s)
 
 
+def overlap_matrix(src_lo: float, src_step: float, n_src: int, dst_lo: float, dst_step: float, n_dst: int,
+                   device=None) -> torch.Tensor:
+    """(n_dst, n_src) float64: the length of source bin b inside destination cell c, divided by
+    the cell's width. ``A @ values`` turns a piecewise-constant density on the source bins into
+    exact averages over the destination cells (mass-preserving resampling)."""
+    kw = {"dtype": torch.float64, "device": device}
+    s_lo = src_lo + src_step * torch.arange(n_src, **kw)
+    d_lo = dst_lo + dst_step * torch.arange(n_dst, **kw)
+    inter = (torch.minimum(d_lo[:, None] + dst_step, s_lo[None, :] + src_step)
+             - torch.maximum(d_lo[:, None], s_lo[None, :])).clamp_min(0)
+    return inter / dst_step
+
+
+def cell_average_grid(density: torch.Tensor, lo: Sequence[float], step: Sequence[float],
+                      bounds: Sequence[tuple[float, float]], res: int) -> torch.Tensor:
+    """Average over each pixel of ``grid_points(bounds, res)`` of a piecewise-constant density
+    given on bins (``density`` (nx,) or (ny, nx), rows along y; bins start at ``lo`` with widths
+    ``step``), float64, shape (res,) or (res, res)."""
+    dev = density.device
+    mats = [overlap_matrix(float(lo[a]), float(step[a]), density.shape[-1 - a], bounds[a][0],
+                           (bounds[a][1] - bounds[a][0]) / res, res, dev) for a in range(len(bounds))]
+    dens = density.double()
+    if len(bounds) == 1:
+        return mats[0] @ dens
+    return mats[1] @ dens @ mats[0].T
+
+
 class FittedModel(GenerativeModel):
     """Base of the fitted (non-gradient) classical models: no optimizer, one fit per step, a
     standard normal before the first fit, a broad gaussian floor and the refit cache."""
@@ -148,9 +179,18 @@ class FittedModel(GenerativeModel):
         self._fit_key, self._fit_out = key, dict(out)
         return out
 
+    def nll_points(self) -> int:
+        """How many training points the reported training NLL averages over: models whose
+        likelihood costs O(stored points) (KDE, kNN) use fewer when they store many."""
+        stored = getattr(self, "points", None)
+        if stored is None or len(stored) == 0:
+            return 2048
+        return int(min(2048, max(128, (1 << 24) // len(stored))))
+
     @torch.no_grad()
-    def train_nll(self, x: torch.Tensor, max_points: int = 2048) -> float:
-        """Mean NLL on (at most ``max_points`` evenly spaced) training points."""
+    def train_nll(self, x: torch.Tensor) -> float:
+        """Mean NLL on (at most :meth:`nll_points`) evenly spaced training points."""
+        max_points = self.nll_points()
         if len(x) > max_points:
             x = x[torch.linspace(0, len(x) - 1, max_points, device=x.device).long()]
         return float(-self.log_prob(x).double().mean())
@@ -276,6 +316,22 @@ class Histogram(FittedModel):
         log_p = torch.where(inside & (dens > 0), torch.log(dens.clamp_min(1e-38)),
                             torch.full_like(dens, -math.inf))
         return with_floor(log_p, x, self.floor_mean, self.floor_std)
+
+    @torch.no_grad()
+    def density_grid(self, bounds, res):
+        """Exact averages of the density over each pixel (the bins' overlap with it), so that
+        bins narrower than a pixel still show their mass; where a pixel lies inside one bin this
+        is the density at its centre."""
+        if not self.is_fitted:
+            return super().density_grid(bounds, res)
+        nb = [int(b) for b in self.nbins]
+        h = float(self.width)
+        dens = (self.mass / h ** self.dim).reshape(list(reversed(nb)))
+        out = cell_average_grid(dens, self.lo.tolist(), [h] * self.dim, bounds, res)
+        g = torch.from_numpy(grid_points(bounds, res)).to(self.device)
+        floor = diag_gauss_log_prob(g, self.floor_mean, self.floor_std).double().exp().reshape(out.shape)
+        out = (1 - FLOOR_WEIGHT) * out + FLOOR_WEIGHT * floor
+        return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
 
     @torch.no_grad()
     def sample(self, n, generator=None):

@@ -25,7 +25,11 @@ of 1e-6 times a broad gaussian (see histogram.py); the gaussian KDE needs none.
 reach so that points just outside the view still count) and convolves with the sampled kernel
 by FFT, zero-padded so nothing wraps around: O(n + G log G) instead of O(n G). For the gaussian
 kernel the sampled kernel is corrected by ``- (delta^2 / 12) K''`` per axis, which cancels the
-average smoothing that linear binning adds (its leading error term), when h >= the grid step.
+average smoothing that linear binning adds (its leading error term), when h >= the grid step;
+bandwidths of one to three grid steps are computed on a grid refined by 3 or 5. Kernels
+narrower than a pixel are renormalised on the grid, which then shows each pixel's mass over its
+area rather than point values that would miss the peaks (the same for the adaptive KDE, whose
+narrow kernels contribute their pixel averages).
 
 ``adaptive_kde``: the sample-point estimator ``p(x) = 1/n sum_i N(x; x_i, diag(lambda_i h)^2)``
 with local factors ``lambda_i = (r_k(x_i) / G)^(D * alpha)``, where ``r_k`` is the distance
@@ -43,8 +47,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.models.histogram import (FIT_HPARAMS, FittedModel, check_fit_data, diag_gauss_log_prob,
-                                   floor_params, floor_samples, spread_or_fail, with_floor)
+from core.models.histogram import (FIT_HPARAMS, FLOOR_WEIGHT, FittedModel, diag_gauss_log_prob, floor_params,
+                                   floor_samples, spread_or_fail, with_floor)
 from core.protocol import DataKind, HParam, Likelihood, ModelInfo, grid_points
 from core.registry import register
 
@@ -319,9 +323,11 @@ def _fast_len(n: int) -> int:
     return best
 
 
-def _kernel_1d(offsets: torch.Tensor, h: float, kernel: str, delta: float) -> torch.Tensor:
-    """The 1D kernel sampled at ``offsets`` (float64), normalised to unit mass on the grid; the
-    gaussian one corrected by -(delta^2/12) K'' when resolved (h >= delta)."""
+def _kernel_1d(offsets: torch.Tensor, h: float, kernel: str, delta: float, whole: bool) -> torch.Tensor:
+    """The 1D kernel sampled at ``offsets`` (float64); the gaussian one corrected by
+    -(delta^2/12) K'' when resolved (h >= delta). When the offsets cover its whole reach
+    (``whole``) it is normalised to unit mass on the grid, which matters for kernels narrower
+    than the grid step (and changes nothing otherwise)."""
     if kernel == "gaussian":
         u = offsets / h
         k = torch.exp(-0.5 * u * u) / (math.sqrt(2 * math.pi) * h)
@@ -331,7 +337,7 @@ def _kernel_1d(offsets: torch.Tensor, h: float, kernel: str, delta: float) -> to
         r = _SQRT5 * h
         v = offsets / r
         k = 0.75 / r * (1 - v * v).clamp_min(0)
-    return k / (k.sum() * delta)
+    return k / (k.sum() * delta) if whole else k
 
 
 def _direct_grid(points: torch.Tensor, h: torch.Tensor, kernel: str, axes: list[torch.Tensor]) -> torch.Tensor:
@@ -361,7 +367,7 @@ def fft_density_grid(points: torch.Tensor, h: torch.Tensor, kernel: str,
 
     Points are linearly binned onto the grid extended by the kernel's reach (at most two view
     widths each side; the few points beyond that but within reach are added directly), then
-    convolved with the sampled kernel through a zero-padded FFT. Where the bandwidth is under two
+    convolved with the sampled kernel through a zero-padded FFT. Where the bandwidth is under three
     grid steps the work is done on a grid refined by an odd factor (whose nodes include the pixel
     centres), so narrow kernels are still resolved."""
     d = points.shape[1]
@@ -370,8 +376,9 @@ def fft_density_grid(points: torch.Tensor, h: torch.Tensor, kernel: str,
         step = (bounds[a][1] - bounds[a][0]) / res
         m = 1
         limit = 65536 if d == 1 else 1024
-        while float(h[a]) < 2 * step / m and m < 5 and res * (m + 2) <= limit:
-            m += 2
+        if float(h[a]) >= step:  # resolved: point values, on a finer grid if h < 3 steps
+            while float(h[a]) < 3 * step / m and m < 5 and res * (m + 2) <= limit:
+                m += 2
         fine.append(m)
     out = _fft_grid(points, h, kernel, bounds, [res * m for m in fine])
     return out[tuple(slice(m // 2, None, m) for m in reversed(fine))]
@@ -409,7 +416,8 @@ def _fft_grid(points: torch.Tensor, h: torch.Tensor, kernel: str,
         grid += torch.bincount(idx, w, minlength=total)
     grid = grid.reshape([size[ax] for ax in reversed(range(d))])  # [y, x] in 2D
     kernels = [_kernel_1d(torch.arange(-half[a], half[a] + 1, dtype=torch.float64, device=dev) * delta[a],
-                          float(hd[a]), kernel, float(delta[a])) for a in range(d)]
+                          float(hd[a]), kernel, float(delta[a]), half[a] * float(delta[a]) >= float(reach[a]))
+               for a in range(d)]
     kern = kernels[0] if d == 1 else kernels[1][:, None] * kernels[0][None, :]
     fft_size = [_fast_len(size[a] + 2 * half[a]) for a in reversed(range(d))]
     dims = tuple(range(d))
@@ -528,7 +536,7 @@ class KDE(FittedModel):
         if self.kernel != "gaussian":
             g = torch.from_numpy(grid_points(bounds, res)).to(self.device)
             floor = diag_gauss_log_prob(g, self.floor_mean, self.floor_std).double().exp()
-            dens = (1 - 1e-6) * dens + 1e-6 * floor.reshape(dens.shape)
+            dens = (1 - FLOOR_WEIGHT) * dens + FLOOR_WEIGHT * floor.reshape(dens.shape)
         return np.ascontiguousarray(dens.cpu().numpy(), dtype=np.float32)
 
     @torch.no_grad()
@@ -627,16 +635,27 @@ class AdaptiveKDE(FittedModel):
     @torch.no_grad()
     def density_grid(self, bounds, res):
         """Exact, and separable: each kernel is a product of 1D gaussians, so the grid is
-        sum_i Ky_i Kx_i^T, one (res x n) @ (n x res) product per chunk of points."""
+        sum_i Ky_i Kx_i^T, one (res x n) @ (n x res) product per chunk of points. A kernel
+        narrower than a pixel along an axis contributes its average over each pixel there
+        (normal CDF differences) instead of point values that would miss its peak."""
         if not self.is_fitted:
             return super().density_grid(bounds, res)
         axes = torch.from_numpy(np.stack([grid_points([b], res)[:, 0] for b in bounds])).to(self.device).double()
+        steps = [(hi - lo) / res for lo, hi in bounds]
         out = torch.zeros((res,) * self.dim, dtype=torch.float64, device=self.device)
         for i in range(0, len(self.points), 4096):
             pts = self.points[i:i + 4096].double()
             width = self.scale[i:i + 4096, None].double() * self.bandwidth.double()  # (m, d)
-            vals = [torch.exp(-0.5 * ((axes[a][None, :] - pts[:, a:a + 1]) / width[:, a:a + 1]) ** 2)
-                    / (math.sqrt(2 * math.pi) * width[:, a:a + 1]) for a in range(self.dim)]
+            vals = []
+            for a in range(self.dim):
+                w = width[:, a:a + 1]
+                point = torch.exp(-0.5 * ((axes[a][None, :] - pts[:, a:a + 1]) / w) ** 2) / (math.sqrt(2 * math.pi) * w)
+                narrow = w[:, 0] < steps[a]
+                if bool(narrow.any()):
+                    edges = torch.cat([axes[a] - steps[a] / 2, axes[a][-1:] + steps[a] / 2])
+                    cdf = torch.special.ndtr((edges[None, :] - pts[narrow, a:a + 1]) / w[narrow])
+                    point[narrow] = torch.diff(cdf, dim=1) / steps[a]
+                vals.append(point)
             out += vals[0].sum(0) if self.dim == 1 else vals[1].T @ vals[0]
         out /= len(self.points)
         return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)

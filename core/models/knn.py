@@ -16,7 +16,8 @@ quadrature error of ``Z``. ``r_k`` is floored at half a grid cell so that ``k`` 
 points (integer data) do not make the density infinite.
 
 Sampling draws a grid cell by its mass, then a uniform point inside it (plus the floor's rare
-draws): exact for the grid-discretised density, an approximation of the continuous one.
+draws): exact for the grid-discretised density, an approximation of the continuous one. Density
+views coarser than the normalisation grid show each pixel's share of those cell masses.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import math
 import numpy as np
 import torch
 
-from core.models.histogram import (FIT_HPARAMS, FittedModel, floor_params, floor_samples, spread_or_fail,
-                                   with_floor)
+from core.models.histogram import (FIT_HPARAMS, FLOOR_WEIGHT, FittedModel, cell_average_grid,
+                                   diag_gauss_log_prob, floor_params, floor_samples, spread_or_fail, with_floor)
 from core.models.kde import _subsample, knn_distances
 from core.protocol import DataKind, HParam, Likelihood, ModelInfo, cell_area, grid_points
 from core.registry import register
@@ -144,6 +145,23 @@ class KNNDensity(FittedModel):
         if bool(inside.any()):
             log_p[inside] = self.unnormalised_log_prob(x[inside]) - self.log_z
         return with_floor(log_p, x, self.floor_mean, self.floor_std)
+
+    @torch.no_grad()
+    def density_grid(self, bounds, res):
+        """Point values where the pixels are finer than the normalisation grid; where they are
+        coarser (a zoomed-out view), each pixel's exact share of the normalisation grid's cell
+        masses divided by its area, so the narrow peaks r_k makes around clusters keep their mass."""
+        norm_res = NORM_RES[self.dim]
+        norm_step = ((self.box_hi - self.box_lo) / norm_res).tolist()
+        view_step = [(hi - lo) / res for lo, hi in bounds]
+        if not self.is_fitted or any(v < s for v, s in zip(view_step, norm_step)):
+            return super().density_grid(bounds, res)
+        dens = self.cell_mass.double() / math.prod(norm_step)
+        out = cell_average_grid(dens, self.box_lo.tolist(), norm_step, bounds, res)
+        g = torch.from_numpy(grid_points(bounds, res)).to(self.device)
+        floor = diag_gauss_log_prob(g, self.floor_mean, self.floor_std).double().exp().reshape(out.shape)
+        out = (1 - FLOOR_WEIGHT) * out + FLOOR_WEIGHT * floor
+        return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
 
     @torch.no_grad()
     def sample(self, n, generator=None):

@@ -192,7 +192,7 @@ class RealNVP(CouplingFlow):
         likelihood=Likelihood.EXACT,
         data_kinds=(DataKind.POINTS_2D,),
         hparams=(
-            HParam("layers", "int", 8, 1, 64, help="affine coupling layers (halves alternate)"),
+            HParam("layers", "int", 12, 1, 64, help="affine coupling layers (halves alternate)"),
             HParam("hidden", "int", 64, 2, 1024, log=True, help="units per hidden layer of each coupling's MLP"),
             HParam("depth", "int", 2, 1, 6, help="hidden layers per coupling MLP"),
             HParam("clamp", "float", 3.0, 0.1, 20.0,
