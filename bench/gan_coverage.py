@@ -39,6 +39,13 @@ GOAL_HQ = 0.8
 
 #: The GAN's hyperparameters for the benchmark (the baseline is the same with pack=1).
 HPARAMS = {"hidden": 64, "layers": 3, "latent_dim": 2, "pack": 4, "r1": 0.1, "batch_size": 256, "lr": 1e-3}
+#: What is compared: the packed GAN, the same GAN unpacked, and unpacked without the R1 penalty
+#: (the plain GAN of the PacGAN paper).
+VARIANTS = (
+    (f"PacGAN{HPARAMS['pack']} + R1", {}),
+    ("GAN + R1 (baseline: pack=1)", {"pack": 1}),
+    ("GAN (pack=1, r1=0)", {"pack": 1, "r1": 0.0}),
+)
 #: Steps per data set (full / --quick); the last DECAY_FRACTION of them decay the lr to LR_END.
 STEPS = {"ring8": (6000, 600), "grid25": (12000, 600)}
 DECAY_FRACTION = 0.4
@@ -99,8 +106,9 @@ def main() -> None:
     t_all = time.perf_counter()
     for name in names:
         steps = STEPS[name][1 if args.quick else 0]
-        for pack in (HPARAMS["pack"], 1):
-            r = run_one(name, {**HPARAMS, "pack": pack}, steps)
+        for label, change in VARIANTS:
+            r = run_one(name, {**HPARAMS, **change}, steps)
+            r["model"] = label
             print(json.dumps(r), flush=True)
             rows.append(r)
     total = time.perf_counter() - t_all
@@ -109,11 +117,11 @@ def main() -> None:
         return r["modes"] >= GOALS[r["data"]] and r["high_quality"] >= GOAL_HQ
 
     table = "\n".join(
-        f"| {r['data']} | {'PacGAN' + str(r['pack']) if r['pack'] > 1 else 'GAN (baseline)'} | {r['steps']} "
+        f"| {r['data']} | {r['model']} | {r['steps']} "
         f"| {r['modes']}/{r['n_modes']} | {100 * r['high_quality']:.1f} % | {r['modes_strict']}/{r['n_modes']} "
         f"| {r['median_dist_std']:.2f} | {r['wall_s']:.0f} s | {'yes' if ok(r) else 'no'} |"
         for r in rows)
-    packed = [r for r in rows if r["pack"] > 1]
+    packed = [r for r in rows if r["model"] == VARIANTS[0][0]]
     verdict = ("**Goal met** by the packed GAN on " + ", ".join(r["data"] for r in packed if ok(r))
                if any(ok(r) for r in packed) else "**Goal not met** by the packed GAN")
     missed = [r["data"] for r in packed if not ok(r)]
@@ -132,7 +140,8 @@ def main() -> None:
 Each run trains the `gan` family through `core.engine.Trainer` on `core.data.load(name, n={N_TRAIN}, seed={SEED})`
 (seed {SEED}), {hp}; the learning rate is held, then cosine-decayed to {LR_END:g} over the last
 {100 * DECAY_FRACTION:.0f} % of the steps (through the trainer's live `set_lr`). The baseline is the same GAN with
-`pack=1` (its discriminator is then a plain MLP of the same depth). Scored on {N_SAMPLES} samples
+`pack=1` (its discriminator is then a plain MLP of the same depth); the last row per data set also drops the
+R1 penalty (`r1=0`), the plain GAN of the PacGAN paper. Scored on {N_SAMPLES} samples
 with `core.data.toy.mode_coverage` (std from `core.data.toy.modes`): high quality = within 3 std of the
 nearest mode; a mode is covered when at least one high-quality sample falls to it (PacGAN's rule,
 `min_count=1`); the "strict" column needs at least {STRICT} (`min_count={STRICT}`).

@@ -451,7 +451,9 @@ def throttled(snapshots: Iterator[Snapshot], control: RunControl | None = None, 
 
 def round_robin(frames: list[Iterator[Frame]]) -> Iterator[Frame]:
     """Interleave several throttled runs on one thread (models trained side by side): each
-    yields its next frame in turn, tagged with its ``index``; a finished run drops out."""
+    yields its next frame in turn, tagged with its ``index``; a finished run drops out, and a
+    run that raises ends with an ``error`` frame carrying the message, without stopping the
+    others (one model refusing the data must not end the comparison)."""
     live = dict(enumerate(frames))
     try:
         while live:
@@ -460,6 +462,12 @@ def round_robin(frames: list[Iterator[Frame]]) -> Iterator[Frame]:
                     frame = next(live[i])
                 except StopIteration:
                     del live[i]
+                    continue
+                except Exception as exc:
+                    del live[i]
+                    snap = Snapshot(step=0, total_steps=0, epoch=0.0, loss=math.nan, event="error",
+                                    message=f"{type(exc).__name__}: {exc}")
+                    yield Frame(snap, np.zeros((0, 2)), {}, 0, index=i)
                     continue
                 frame.index = i
                 yield frame

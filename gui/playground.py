@@ -718,6 +718,11 @@ class PlaygroundPanel(QWidget):
     @Slot(object)
     def _on_frame(self, frame: Frame) -> None:
         i, s = frame.index, frame.snapshot
+        if s.event == "error":
+            self.rows[i]["error"] = s.message
+            self.error.emit("A model stopped", f"{self.rows[i]['model']}: {s.message}")
+            self._table_dirty = True
+            return
         if i + 1 < len(self.tiles) and frame.arrays:
             self.tiles[i + 1].show_arrays(frame.arrays)
         row = self.rows[i]
@@ -751,7 +756,7 @@ class PlaygroundPanel(QWidget):
             gap = r["nll"] - self.true_entropy if r["nll"] is not None and self.true_entropy is not None else None
             out.append([
                 r["model"],
-                "" if r["nll"] is None else f"{r['nll']:.4f}",
+                f"stopped: {r['error']}" if r.get("error") else "" if r["nll"] is None else f"{r['nll']:.4f}",
                 "" if self.true_entropy is None else f"{self.true_entropy:.4f}",
                 "" if gap is None else f"{gap:+.4f}",
                 "" if r["ms"] is None else f"{r['ms']:.2f}",

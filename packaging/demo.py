@@ -1,6 +1,7 @@
 """Open the real window, train a model for a while, then leave it for a screenshot.
 
     xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --data PATH.npz --seconds 20 --shot docs/window.png
+    xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --playground realnvp,rnade,kde,gan --toy 8gaussians --seconds 40 --shot docs/playground.png
 
 Used to make the README's screenshot; ``--shot`` saves the window with ``import -window root``
 (ImageMagick) when it is installed, else with Qt's own grab.
@@ -27,6 +28,17 @@ from gui.app import make_app  # noqa: E402
 
 
 async def demo(window, args) -> None:
+    if args.playground:
+        p = window.playground
+        window.tabs.setCurrentWidget(p)
+        p.set_combo.setCurrentIndex(p.set_combo.findData(args.toy))
+        p.steps_spin.setValue(args.steps)
+        p.set_checked(args.playground.split(","))
+        p.play()
+        await asyncio.sleep(args.seconds)
+        await shoot(window, args)
+        p.stop()
+        return
     window.picker.select(args.model)
     if args.data:
         window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("binarized_mnist"))
@@ -34,14 +46,18 @@ async def demo(window, args) -> None:
     window.panel.epochs.setValue(args.epochs)
     await window.train()
     await asyncio.sleep(args.seconds)
+    await shoot(window, args)
+    if window.session is not None:
+        window.session.stop()
+
+
+async def shoot(window, args) -> None:
     if args.shot:
         Path(args.shot).parent.mkdir(parents=True, exist_ok=True)
         if shutil.which("import") and os.environ.get("DISPLAY"):
             subprocess.run(["import", "-window", "root", args.shot], check=True)
         else:
             window.grab().save(args.shot)
-    if window.session is not None:
-        window.session.stop()
 
 
 def main() -> None:
@@ -51,6 +67,9 @@ def main() -> None:
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--seconds", type=float, default=15)
     p.add_argument("--shot")
+    p.add_argument("--playground", help="models to train side by side in the density playground")
+    p.add_argument("--toy", default="8gaussians")
+    p.add_argument("--steps", type=int, default=3000)
     args = p.parse_args()
     app = make_app()
     loop = qasync.QEventLoop(app)

@@ -514,3 +514,21 @@ def test_throttled_closes_the_generator_when_the_consumer_stops_early():
     it.close()
     assert closed.is_set()
     assert pulled == [1, 2, 3]
+
+
+def test_round_robin_keeps_the_other_runs_going_when_one_raises():
+    from core.engine import Frame, Snapshot, round_robin
+
+    def good(n):
+        for k in range(n):
+            yield Frame(Snapshot(step=k + 1, total_steps=n, epoch=0.0, loss=1.0), np.zeros((0, 2)), {}, 1)
+
+    def bad():
+        yield Frame(Snapshot(step=1, total_steps=5, epoch=0.0, loss=1.0), np.zeros((0, 2)), {}, 1)
+        raise ValueError("K=10 components but only 4 points")
+
+    frames = list(round_robin([good(4), bad(), good(3)]))
+    errors = [f for f in frames if f.snapshot.event == "error"]
+    assert len(errors) == 1 and errors[0].index == 1 and "only 4 points" in errors[0].snapshot.message
+    assert [f.snapshot.step for f in frames if f.index == 0] == [1, 2, 3, 4]
+    assert [f.snapshot.step for f in frames if f.index == 2] == [1, 2, 3]
