@@ -303,6 +303,7 @@ class MainWindow(QMainWindow):
         self.session.finished.connect(self._on_finished)
         self.panel.progress.setRange(0, cfg.max_steps)
         self.panel.progress.setValue(start)
+        self.training_view.total_steps = cfg.max_steps
         self.panel.set_state("running")
         self._show_device(trainer.device)
         self.statusBar().showMessage(
@@ -337,7 +338,9 @@ class MainWindow(QMainWindow):
         s = frame.snapshot
         self.training_view.push(frame)
         self.model_step = s.step
-        self.panel.progress.setValue(min(s.step, self.panel.progress.maximum()))
+        bar = self.panel.progress
+        if abs(s.step - bar.value()) * 500 >= bar.maximum() or s.event != "step":  # repaint per 0.2 %
+            bar.setValue(min(s.step, bar.maximum()))
         self.step_label.setText(f"step {s.step}  epoch {s.epoch:.2f}")
         self.speed_label.setText(f"{s.steps_per_s:.0f} steps/s")
         if s.event == "nonfinite":

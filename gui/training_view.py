@@ -60,8 +60,12 @@ class TrainingView(QWidget):
         self.plot.setClipToView(True)
         self.loss_curve = self.plot.plot(name="training loss", pen=pg.mkPen("#4c9be8", width=1),
                                          skipFiniteCheck=True)
-        self.valid_curve = self.plot.plot(name="held-out NLL", pen=pg.mkPen("#f28e2b", width=2),
-                                          symbol="o", symbolSize=5, symbolBrush="#f28e2b")
+        self.valid_curve = self.plot.plot(name="held-out NLL", pen=pg.mkPen("#f28e2b", width=2))
+        # ranges are set by hand, with slack, so the axes (whose tick layout is the costliest
+        # part of a repaint) change a few times per run instead of at every frame
+        self.plot.disableAutoRange()
+        self._xr = self._yr = None
+        self.total_steps: int | None = None
         self.samples_widget = pg.GraphicsLayoutWidget()
         self.samples_widget.setObjectName("samplesView")
         self.samples_vb = self.samples_widget.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
@@ -96,7 +100,25 @@ class TrainingView(QWidget):
     def reset(self) -> None:
         self.loss.clear()
         self.valid.clear()
+        self._xr = self._yr = None
         self._dirty_curves = True
+
+    def _fit_ranges(self) -> None:
+        if self.loss.n == 0:
+            return
+        x1 = max(float(self.loss.x[-1]), float(self.total_steps or 0), 10.0)
+        y = self.loss.y[-min(self.loss.n, 5000):]
+        if self.valid.n:
+            y = np.concatenate([y, self.valid.y])
+        lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
+        span = max(hi - lo, 1e-6)
+        if self._xr is None or x1 > self._xr[1]:
+            self._xr = (0.0, x1 * (1.0 if self.total_steps and x1 <= self.total_steps else 1.25))
+            self.plot.setXRange(*self._xr, padding=0)
+        yr = self._yr
+        if yr is None or lo < yr[0] or hi > yr[1] or (yr[1] - yr[0]) > 3 * span:
+            self._yr = (lo - 0.1 * span, hi + 0.1 * span)
+            self.plot.setYRange(*self._yr, padding=0)
 
     @Slot(object)
     def push(self, frame: Frame) -> None:
@@ -123,6 +145,7 @@ class TrainingView(QWidget):
         if self._dirty_curves:
             self.loss_curve.setData(self.loss.x, self.loss.y)
             self.valid_curve.setData(self.valid.x, self.valid.y)
+            self._fit_ranges()
             self._dirty_curves = False
             self.repaints += 1
         if self._dirty_image and self.image is not None:

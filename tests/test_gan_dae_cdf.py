@@ -79,7 +79,7 @@ def _fitted(key: str, **hp):
     torch.manual_seed(0)
     ds = _dataset_1d()
     model = registry.create(key, (1,), DataKind.POINTS_1D, **hp)
-    _train(model, ds, 1 if key == "inversion" else 12)
+    _train(model, ds, 1 if key == "inversion" else 4)
     return model, ds
 
 
@@ -139,7 +139,7 @@ def test_cdf_training_through_the_trainer_lowers_held_out_nll(key):
     ds = _dataset_1d()
     model = registry.create(key, (1,), DataKind.POINTS_1D)
     before = engine.evaluate(model, ds.valid)["nll_nats"]
-    snaps = _train(model, ds, 1 if key == "inversion" else 12, eval_every=1)
+    snaps = _train(model, ds, 1 if key == "inversion" else 4, eval_every=1)
     after = engine.evaluate(model, ds.valid)["nll_nats"]
     assert snaps[-1].event == "finished" and math.isfinite(snaps[-1].metrics["valid_nll"])
     assert after < before - 0.3

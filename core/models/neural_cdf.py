@@ -57,8 +57,8 @@ class NeuralCDF(GenerativeModel):
             HParam("penalty", "float", 100.0, 0.0, 1e6,
                    help="weight of the penalty on decreasing steps of F (monotonicity)"),
             HParam("grid", "int", 256, 8, 8192, help="points of the grid the penalty checks"),
-            HParam("iters", "int", 20, 1, 1000, live=True, help="Adam iterations per training step"),
-            HParam("lr", "float", 1e-2, 1e-6, 1.0, log=True, live=True, help="learning rate"),
+            HParam("iters", "int", 100, 1, 1000, live=True, help="full-batch Adam iterations per training step"),
+            HParam("lr", "float", 2e-2, 1e-6, 1.0, log=True, live=True, help="learning rate"),
         ),
         full_batch=True,
     )
