@@ -179,7 +179,9 @@ class GenerativeModel(torch.nn.Module):
 
     # -- training ----------------------------------------------------------------------------
     def configure_optimizer(self, lr: float) -> torch.optim.Optimizer | None:
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        """Adam over the trainable parameters; none for fitted models (buffers only)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=lr) if params else None
         return self.optimizer
 
     def set_lr(self, lr: float) -> None:

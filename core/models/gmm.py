@@ -60,13 +60,6 @@ class _Gaussians(GenerativeModel):
     def is_fitted(self) -> bool:
         return bool(self.fitted > 0)
 
-    def configure_optimizer(self, lr):
-        self.optimizer = None
-        return None
-
-    def set_lr(self, lr):
-        pass
-
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log w_k + log N(x; mu_k, Sigma_k): (N, K) float64."""
         return mvn_log_prob(x, self.means, self.covariances) + torch.log(self.weights)[None, :]

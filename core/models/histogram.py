@@ -151,13 +151,6 @@ class FittedModel(GenerativeModel):
     def is_fitted(self) -> bool:
         return bool(self.fitted > 0)
 
-    def configure_optimizer(self, lr):
-        self.optimizer = None
-        return None
-
-    def set_lr(self, lr):
-        pass
-
     def fit(self, x: torch.Tensor) -> dict[str, float]:
         raise NotImplementedError
 

@@ -76,10 +76,6 @@ class Inversion(GenerativeModel):
         self.register_buffer("tail_scale", torch.tensor(0.5, dtype=torch.float64))
 
     # -- fitting ------------------------------------------------------------------------------
-    def configure_optimizer(self, lr):
-        self.optimizer = None
-        return None
-
     def fit(self, x: torch.Tensor) -> None:
         a = np.sort(check_points_1d(x, self.info.name))
         n = len(a)
