@@ -7,8 +7,12 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import torch  # noqa: E402,F401  (torch before Qt, as in main.py)
+import torch  # noqa: E402  (torch before Qt, as in main.py)
 import pytest  # noqa: E402
+
+# One intra-op thread, as the app's training worker uses: on 2-core machines two threads per
+# test only fight the GUI thread and each other (a 2 s fit took 25 s under contention).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

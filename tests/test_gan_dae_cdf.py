@@ -148,6 +148,15 @@ def test_cdf_training_through_the_trainer_lowers_held_out_nll(key):
 
 
 @pytest.mark.parametrize("key", CDF_FAMILIES)
+def test_cdf_far_points_cost_a_bounded_amount(fitted, key):
+    # exponential tails: a held-out point far beyond the training range is unlikely, not impossible
+    model, ds = fitted[key]
+    far = torch.tensor([[float(ds.train.min()) - 20.0], [float(ds.train.max()) + 20.0]])
+    lp = model.log_prob(far)
+    assert torch.isfinite(lp).all() and (lp > -120).all(), lp
+
+
+@pytest.mark.parametrize("key", CDF_FAMILIES)
 def test_cdf_visuals(fitted, key):
     model, _ = fitted[key]
     v = model.visuals(32, generator=torch.Generator().manual_seed(0), bounds=((-5.0, 5.0),), res=50)
@@ -180,7 +189,7 @@ def test_cdf_nan_through_the_trainer_is_a_value_error():
 
 
 @pytest.mark.parametrize("key, hp", [
-    ("inversion", {"knots": 0}), ("inversion", {"tail": 0.0}), ("inversion", {"tail": 0.9}),
+    ("inversion", {"knots": -1}), ("inversion", {"tail": 0.0}), ("inversion", {"tail": 0.9}),
     ("neural_cdf", {"hidden": 0}), ("neural_cdf", {"penalty": -1.0}), ("neural_cdf", {"iters": 1.5}),
 ])
 def test_cdf_bad_hparams(key, hp):
@@ -205,6 +214,13 @@ def test_cdf_checkpoint_round_trip(fitted, tmp_path, key):
     torch.testing.assert_close(loaded.log_prob(x), model.log_prob(x))
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     assert torch.equal(loaded.sample(20, generator=g()), model.sample(20, generator=g()))
+
+
+def test_inversion_default_knots_follow_the_histogram_rule():
+    x = torch.from_numpy(_mixture_1d(500, 0))
+    model = registry.create("inversion", (1,))
+    model.train_step(x)
+    assert len(model.knots) == 17  # 2 * 500^(1/3) = 15.9 -> 16 intervals
 
 
 def test_inversion_knots_control_smoothness():

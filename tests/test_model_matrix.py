@@ -51,8 +51,8 @@ def test_model_learns_built_in_set(key, name):
         hp["batch_size"] = min(128, len(ds.train))
     model = registry.create(key, ds.shape, ds.kind, **hp)
     steps = 5 if info.full_batch else STEPS
-    cfg = TrainConfig(max_steps=steps, eval_every=max(1, steps // 3), eval_size=500, visuals_every_s=None,
-                      device="cpu", coverage_samples=500)
+    cfg = TrainConfig(max_steps=steps, eval_every=1 if not info.full_batch else max(1, steps // 3),
+                      eval_size=500, visuals_every_s=None, device="cpu", coverage_samples=500)
     trainer = Trainer(model, ds, cfg)
     snaps = list(trainer.run())
     assert snaps[-1].event == "finished", snaps[-1].message
@@ -62,7 +62,8 @@ def test_model_learns_built_in_set(key, name):
         nll = [s.metrics["valid_nll"] for s in snaps if s.event in ("eval", "finished")]
         assert all(math.isfinite(v) for v in nll)
         if not info.full_batch and name != "integers1d":
-            assert nll[-1] < nll[0], f"held-out NLL falls: {nll}"
+            first, last = np.mean(nll[:3]), np.mean(nll[-3:])  # evaluated at every step
+            assert last < first, f"held-out NLL falls: {first:.3f} -> {last:.3f}"
         bounds = wide(trainer.bounds)
         res = 400 if len(bounds) == 1 else 160
         grid = model.density_grid(bounds, res)

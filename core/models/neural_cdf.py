@@ -10,7 +10,7 @@ The density is F's slope by autograd, made a proper density like this:
 
 * body, on [lo, hi] (the data's range padded by 10 % on each side): q(x) = max(dF/dx, tiny);
 * tails: the mass the network leaves outside, a = F(lo) and b = 1 - F(hi) (each at least
-  1e-6), spread as half-gaussians beyond lo and hi (width: the padding);
+  1e-6), spread as exponential tails beyond lo and hi (scale: the padding);
 * everything divided by Z = a + b + integral_lo^hi q, the integral by the trapezoid rule on
   4096 cells. When F is monotone, Z is 1 up to the clamp and the quadrature; either way the
   density integrates to 1 to quadrature accuracy (~1e-7), so the likelihood is reported as exact.
@@ -33,7 +33,6 @@ from core.registry import register
 _CELLS = 4096  # trapezoid cells over [lo, hi] for the normaliser, the CDF table and sampling
 _MIN_TAIL = 1e-6
 _PAD = 0.1  # padding of [lo, hi] beyond the data, as a fraction of the data's range
-_LOG_2_OVER_SQRT_2PI = math.log(2.0) - 0.5 * math.log(2 * math.pi)
 
 
 @register
@@ -46,7 +45,7 @@ class NeuralCDF(GenerativeModel):
                     "to the empirical CDF (sorted data against (i - 0.5)/n), with a penalty on any "
                     "decreasing step; the density is dF/dx (autograd), clamped above 0 and normalised "
                     "(the integral over the padded data range by the trapezoid rule, plus the mass F "
-                    "leaves outside it as gaussian tails), so it integrates to 1 and the likelihood "
+                    "leaves outside it as exponential tails), so it integrates to 1 and the likelihood "
                     "is exact up to quadrature error. Samples by inverting the CDF. Each training "
                     "step runs 'iters' full-batch Adam iterations.",
         likelihood=Likelihood.EXACT,
@@ -169,8 +168,8 @@ class NeuralCDF(GenerativeModel):
         _f, slope = self.F_and_slope(x)
         body = torch.log(slope.clamp(min=tab["tiny"]))
         zl, zh = (x - lo) / s, (x - hi) / s
-        left = math.log(tab["a"]) + _LOG_2_OVER_SQRT_2PI - math.log(s) - 0.5 * zl ** 2
-        right = math.log(tab["b"]) + _LOG_2_OVER_SQRT_2PI - math.log(s) - 0.5 * zh ** 2
+        left = math.log(tab["a"]) - math.log(s) + zl
+        right = math.log(tab["b"]) - math.log(s) - zh
         return torch.where(x < lo, left, torch.where(x > hi, right, body)) - math.log(z)
 
     def log_prob(self, x):
@@ -186,8 +185,8 @@ class NeuralCDF(GenerativeModel):
         i = (torch.searchsorted(nodes, x, right=True) - 1).clamp(0, _CELLS - 1)
         w = ((x - nodes[i]) / (nodes[i + 1] - nodes[i])).clamp(0, 1)
         body = a + cum[i] + w * (cum[i + 1] - cum[i])
-        left = 2 * a * torch.special.ndtr((x - lo) / s)
-        right = a + float(cum[-1]) + b * (2 * torch.special.ndtr((x - hi) / s) - 1)
+        left = a * torch.exp(((x - lo) / s).clamp(max=0))
+        right = a + float(cum[-1]) + b * -torch.expm1(-((x - hi) / s).clamp(min=0))
         return torch.where(x < lo, left, torch.where(x > hi, right, body)) / z
 
     @torch.no_grad()
@@ -201,8 +200,8 @@ class NeuralCDF(GenerativeModel):
         w = ((c - cum[j]) / (cum[j + 1] - cum[j])).clamp(0, 1)
         body = nodes[j] + w * (nodes[j + 1] - nodes[j])
         tiny = torch.finfo(torch.float64).tiny
-        left = lo + s * torch.special.ndtri((m / (2 * a)).clamp(tiny, 0.5))
-        right = hi + s * torch.special.ndtri((0.5 + (m - a - float(cum[-1])) / (2 * b)).clamp(0.5, 1 - 1e-16))
+        left = lo + s * torch.log((m / a).clamp(tiny, 1))
+        right = hi - s * torch.log1p(-((m - a - float(cum[-1])) / b).clamp(0, 1 - 1e-16))
         x = torch.where(m < a, left, torch.where(m > a + float(cum[-1]), right, body))
         return x.float().reshape(-1, 1)
 
