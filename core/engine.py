@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import math
@@ -704,10 +703,3 @@ def load_checkpoint(path: str | os.PathLike, *, family: str | None = None,
         except (OSError, json.JSONDecodeError, AttributeError):
             meta.setdefault("warnings", []).append(f"{side.name} is unreadable; the checkpoint's own metadata were used")
     return model, meta
-
-
-def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
-    """A JSON-friendly view of a snapshot (without arrays), for logs and the CLI."""
-    d = dataclasses.asdict(s)
-    d.pop("arrays")
-    return _jsonable(d)

@@ -23,7 +23,7 @@ from core.data import toy
 from core.data.paint import PaintBuffer
 from core.data.points import read_csv, write_csv
 from core.engine import Frame, TrainConfig, Trainer
-from core.protocol import DataKind, cell_area, grid_points
+from core.protocol import DataKind, grid_points
 from gui.train_panel import _changed_signal, _editor, _set_value, _value
 from gui.worker import TrainingSession
 
@@ -826,8 +826,3 @@ class PlaygroundPanel(QWidget):
             painted = True
         if painted:
             self.repaints += 1
-
-    def area_check(self, density: np.ndarray) -> float:
-        """Integral of a grid density over the current bounds (for tests and the status bar)."""
-        return float(density.sum() * cell_area(self.dataset.meta["bounds"], density.shape[0]))
-

@@ -55,8 +55,6 @@ def self_test(out: str | None = None) -> int:
         check("the loss fell", bool(frame and frame.snapshot.loss < first), f"from {first:.1f}")
 
         # save and load as the window does: coroutines on the qasync loop, work in its executor
-        import asyncio
-
         import qasync
 
         from gui.jobs import in_thread
