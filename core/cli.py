@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -192,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}
     try:
         return commands[args.command](args)
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except (CliError, DataError, DownloadError, engine.CheckpointError, KeyError, ValueError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         sys.stderr.write(f"error: {msg}\n")
