@@ -12,3 +12,5 @@ from core.models import histogram  # noqa: F401
 from core.models import kde  # noqa: F401
 from core.models import knn  # noqa: F401
 from core.models import gmm  # noqa: F401
+from core.models import nade  # noqa: F401
+from core.models import made  # noqa: F401

@@ -1,0 +1,222 @@
+"""MADE (Germain, Gregor, Murray & Larochelle 2015): a masked autoencoder for distribution estimation.
+
+An MLP from the D pixels to D logits whose weight matrices are masked so that output d only sees
+the inputs that come before pixel d in an ordering: ``p(x) = prod_d p(x_d | x_<d)`` in one pass.
+
+Each pixel gets a rank ``m0[d]`` in 1..D (its place in the ordering), each hidden unit a degree
+``m_l[k]`` drawn uniformly from ``[min m_{l-1}, D - 1]``; a hidden unit sees the units below whose
+degree (rank) is <= its own, and output d sees the last hidden units whose degree is < ``m0[d]``.
+
+* ``masks`` connectivity masks (degrees drawn with a generator seeded with ``seed``, so a
+  checkpoint rebuilds them from its hyperparameters) are cycled through in training, one per
+  step ("mask resampling"); ``order_agnostic`` also draws a new input ordering with each mask.
+* ``ensemble`` K: ``log_prob`` averages the likelihoods (not the logits) of the first K masks,
+  ``log(1/K sum_k p_k(x))``, and ``sample`` draws from that mixture. K is capped at ``masks``:
+  only trained masks are averaged.
+* ``complete`` samples the unknown pixels one after the other, one pass per unknown pixel. With
+  ``order_agnostic`` it reorders mask 0's ordering so that every known pixel comes first (exact
+  conditioning for a model trained over random orderings); in raster mode it keeps raster order,
+  like FVSBN. The trained masks are never modified: orderings are passed, not stored.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.registry import register
+
+Degrees = tuple[torch.Tensor, list[torch.Tensor]]  # (input ranks (D,), hidden degrees per layer)
+
+
+@register
+class MADE(GenerativeModel):
+    info = ModelInfo(
+        key="made",
+        name="MADE",
+        group="Autoregressive",
+        description="Masked autoencoder for distribution estimation: an MLP whose masked weights "
+                    "make output d depend only on the pixels before d in an ordering. Exact "
+                    "likelihood in one pass; mask and order-agnostic training; ensembles.",
+        likelihood=Likelihood.EXACT,
+        data_kinds=(DataKind.BINARY_IMAGE,),
+        hparams=(
+            HParam("hidden", "int", 500, 1, 4096, log=True, help="units per hidden layer"),
+            HParam("layers", "int", 1, 1, 3, help="hidden layers"),
+            HParam("masks", "int", 1, 1, 512,
+                   help="connectivity masks cycled through in training (one per step)"),
+            HParam("order_agnostic", "bool", False,
+                   help="draw a new input ordering with each mask (else raster order)"),
+            HParam("ensemble", "int", 1, 1, 64,
+                   help="masks whose likelihoods are averaged at evaluation (at most `masks`)"),
+            HParam("seed", "int", 0, 0, 2**31 - 1, help="seed of the masks"),
+            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
+            HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
+        ),
+    )
+
+    def __init__(self, data_shape, hparams):
+        super().__init__(data_shape, hparams)
+        d, h, n_layers = self.dim, int(self.hparams["hidden"]), int(self.hparams["layers"])
+        sizes = [d] + [h] * n_layers
+        self.hidden_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.out = nn.Linear(h, d)
+        self.n_masks = int(self.hparams["masks"])
+        self.n_ensemble = min(int(self.hparams["ensemble"]), self.n_masks)
+        orders, hidden = self._make_degrees(d, h, n_layers, self.n_masks, int(self.hparams["seed"]),
+                                            bool(self.hparams["order_agnostic"]))
+        # rebuilt from the hyperparameters, so not saved; the index of the next mask is saved
+        self.register_buffer("orders", orders, persistent=False)  # (masks, D) ranks 1..D
+        for i, deg in enumerate(hidden):
+            self.register_buffer(f"degrees{i}", deg, persistent=False)  # (masks, H)
+        self.register_buffer("mask_index", torch.zeros((), dtype=torch.long))
+
+    # -- masks -----------------------------------------------------------------------------------
+    @staticmethod
+    def _make_degrees(d: int, h: int, n_layers: int, n_masks: int, seed: int,
+                      order_agnostic: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        g = torch.Generator().manual_seed(seed)
+        orders = torch.empty(n_masks, d, dtype=torch.int32)
+        hidden = [torch.empty(n_masks, h, dtype=torch.int32) for _ in range(n_layers)]
+        for k in range(n_masks):
+            m = torch.randperm(d, generator=g) + 1 if order_agnostic else torch.arange(1, d + 1)
+            orders[k] = m
+            for layer in hidden:
+                low = min(int(m.min()), d - 1)
+                m = torch.randint(low, d, (h,), generator=g) if low < d - 1 else torch.full((h,), d - 1)
+                layer[k] = m
+        return orders, hidden
+
+    def degrees(self, k: int) -> Degrees:
+        """Mask ``k``'s input ranks and hidden degrees."""
+        return self.orders[k], [getattr(self, f"degrees{i}")[k] for i in range(len(self.hidden_layers))]
+
+    @staticmethod
+    def masks_from_degrees(deg: Degrees) -> list[torch.Tensor]:
+        """The float 0/1 masks (out, in) of every layer, the output layer last."""
+        order, hidden = deg
+        prev, out = order, []
+        for m in hidden:
+            out.append((m[..., :, None] >= prev[..., None, :]).float())
+            prev = m
+        out.append((order[..., :, None] > prev[..., None, :]).float())
+        return out
+
+    def order_for(self, known: torch.Tensor, k: int = 0) -> Degrees:
+        """Mask ``k``'s degrees with its ordering changed so that the ``known`` pixels (bool, (D,))
+        come first, each group keeping its relative order; the raster ordering when the model is
+        not order-agnostic (it was never trained on another one)."""
+        order, hidden = self.degrees(k)
+        if not self.hparams["order_agnostic"]:
+            return order, hidden
+        known = known.to(order.device, torch.bool)
+        # sort by (unknown, old rank): known pixels first
+        key = order.long() + (~known).long() * (self.dim + 1)
+        new = torch.empty_like(order)
+        new[torch.argsort(key)] = torch.arange(1, self.dim + 1, device=order.device, dtype=order.dtype)
+        return new, hidden
+
+    # -- likelihood ------------------------------------------------------------------------------
+    def _logits(self, x: torch.Tensor, ks: list[int]) -> torch.Tensor:
+        """Logits (K, N, D) of ``x`` (N, D) under masks ``ks``, all in one batched pass."""
+        degs = [self.degrees(k) for k in ks]
+        orders = torch.stack([o for o, _ in degs])
+        hidden = [torch.stack([hs[i] for _, hs in degs]) for i in range(len(self.hidden_layers))]
+        masks = self.masks_from_degrees((orders, hidden))
+        h = x.unsqueeze(0).expand(len(ks), -1, -1)
+        for layer, mask in zip(self.hidden_layers, masks):
+            h = F.relu(torch.baddbmm(layer.bias[:, None].T, h, (layer.weight * mask).transpose(1, 2)))
+        return torch.baddbmm(self.out.bias[:, None].T, h, (self.out.weight * masks[-1]).transpose(1, 2))
+
+    def log_prob_masks(self, x: torch.Tensor, ks: list[int]) -> torch.Tensor:
+        """Per-mask log-likelihoods, (K, N)."""
+        x = self.check_batch(x).reshape(len(x), self.dim)
+        logits = self._logits(x, ks)
+        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+
+    def log_prob(self, x):
+        """log of the mean likelihood over the first ``ensemble`` masks (exact for one mask)."""
+        lp = self.log_prob_masks(x, list(range(self.n_ensemble)))
+        return torch.logsumexp(lp, 0) - math.log(len(lp))
+
+    # -- training: one mask per step, cycling ------------------------------------------------------
+    def loss(self, batch):
+        return -self.log_prob_masks(batch, [int(self.mask_index)])[0].mean()
+
+    def train_step(self, batch):
+        out = super().train_step(batch)
+        self.mask_index.fill_((int(self.mask_index) + 1) % self.n_masks)
+        return out
+
+    # -- sampling and completion -----------------------------------------------------------------
+    @torch.no_grad()
+    def _fill(self, x: torch.Tensor, known: torch.Tensor, deg: Degrees,
+              generator: torch.Generator | None) -> torch.Tensor:
+        """Sample ``x``'s unknown pixels (``known``: bool (D,), shared by all rows) one at a time
+        in the ordering ``deg``: one pass per unknown pixel. The first layer's pre-activation is
+        updated incrementally (a column per new pixel); the layers above and the one output row
+        needed are recomputed."""
+        masks = self.masks_from_degrees(deg)
+        w1 = self.hidden_layers[0].weight * masks[0]  # (H, D)
+        wout = self.out.weight * masks[-1]  # (D, H)
+        known = known.to(x.device, torch.bool)
+        x = torch.where(known, x, torch.zeros_like(x))
+        a = F.linear(x, w1, self.hidden_layers[0].bias)  # unknown pixels are 0: they add nothing yet
+        unknown = torch.nonzero(~known).flatten()
+        for d in unknown[torch.argsort(deg[0][unknown])].tolist():
+            h = F.relu(a)
+            for layer, mask in zip(self.hidden_layers[1:], masks[1:-1]):
+                h = F.relu(F.linear(h, layer.weight * mask, layer.bias))
+            p = torch.sigmoid(h @ wout[d] + self.out.bias[d])
+            draw = torch.bernoulli(p, generator=generator)
+            x[:, d] = draw
+            a += draw[:, None] * w1[:, d]
+        return x
+
+    def _as_rows(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        if tuple(x.shape) == self.data_shape:
+            x = x.unsqueeze(0)
+        if x.dim() != len(self.data_shape) + 1 or tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"MADE expects {name} of shape ({', '.join(map(str, self.data_shape))}) or "
+                             f"(N, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
+        return x.reshape(len(x), self.dim)
+
+    @torch.no_grad()
+    def complete(self, x, known, n=1, generator=None):
+        """``n`` candidates per row of ``x`` ((N, D) or (D,)), the ``known`` pixels (bool, same
+        shape) kept exactly; returns (N * n, D), the candidates of row i at ``i*n:(i+1)*n``."""
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        if tuple(known.shape) != tuple(x.shape):
+            raise ValueError(f"known has shape {tuple(known.shape)}, x has {tuple(x.shape)}")
+        x = self.check_batch(self._as_rows(x, "x"))
+        known = self._as_rows(known, "known").to(self.device, torch.bool)
+        x = x.repeat_interleave(n, 0)
+        known = known.repeat_interleave(n, 0)
+        patterns, which = torch.unique(known, dim=0, return_inverse=True)
+        for j, pattern in enumerate(patterns):
+            rows = torch.nonzero(which == j).flatten()
+            x[rows] = self._fill(x[rows], pattern, self.order_for(pattern), generator)
+        return x
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        """``n`` draws from the ensemble's mixture: a mask chosen uniformly per sample."""
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        x = torch.zeros(n, self.dim, device=self.device)
+        none = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
+        if self.n_ensemble == 1:
+            return self._fill(x, none, self.degrees(0), generator).reshape(n, *self.data_shape)
+        which = torch.randint(self.n_ensemble, (n,), generator=generator, device=self.device)
+        for k in range(self.n_ensemble):
+            rows = torch.nonzero(which == k).flatten()
+            if len(rows):
+                x[rows] = self._fill(x[rows], none, self.degrees(k), generator)
+        return x.reshape(n, *self.data_shape)

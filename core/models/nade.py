@@ -1,0 +1,111 @@
+"""NADE (Larochelle & Murray 2011): neural autoregressive density estimator for binary images.
+
+Pixels in raster order, each conditional read from a hidden layer whose weights are shared
+between the pixels:
+
+    a_d = c + W[:, :d] x_<d                  (a running sum: a_{d+1} = a_d + W[:, d] x_d)
+    h_d = sigmoid(a_d)
+    p(x_d = 1 | x_<d) = sigmoid(b_d + V_d . h_d)
+
+Exact likelihood in O(DH) per example: every ``a_d`` at once by a cumulative sum over the pixels.
+Sampling and completion walk the pixels once, carrying ``a`` along (O(H) per pixel and row).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.registry import register
+
+#: rows per chunk in log_prob: keeps the (rows, D, H) hidden units near 2**19 floats (2 MiB), so
+#: each pass over them stays in cache (one MNIST row per chunk: 4x faster than 64 MiB chunks)
+_CHUNK_FLOATS = 1 << 19
+
+
+@register
+class NADE(GenerativeModel):
+    info = ModelInfo(
+        key="nade",
+        name="NADE",
+        group="Autoregressive",
+        description="Neural autoregressive density estimator: one sigmoid hidden layer shared across "
+                    "the pixels (raster order), each pixel's conditional a logistic readout of it. "
+                    "Exact likelihood in O(DH).",
+        likelihood=Likelihood.EXACT,
+        data_kinds=(DataKind.BINARY_IMAGE,),
+        hparams=(
+            HParam("hidden", "int", 500, 1, 4096, log=True, help="hidden units (H)"),
+            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
+            HParam("batch_size", "int", 64, 1, 4096, help="examples per step"),
+        ),
+    )
+
+    def __init__(self, data_shape, hparams):
+        super().__init__(data_shape, hparams)
+        d, h = self.dim, int(self.hparams["hidden"])
+        self.W = nn.Parameter(torch.randn(h, d) * (1.0 / math.sqrt(d)))  # W[:, j]: input of x_j
+        self.c = nn.Parameter(torch.zeros(h))
+        self.V = nn.Parameter(torch.randn(d, h) * (0.01 / math.sqrt(h)))  # V[d]: readout of pixel d
+        self.b = nn.Parameter(torch.zeros(d))
+
+    # -- the model ------------------------------------------------------------------------------
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of p(x_d = 1 | x_<d) for every pixel, (N, D), from flat float inputs (N, D)."""
+        n, d = x.shape
+        # shifted by one pixel, so that a plain cumulative sum over the pixels is the exclusive one
+        # a_d = c + sum_{j<d} W[:, j] x_j (row 0 of the shifted weights is zero)
+        ws = F.pad(self.W.t()[:-1], (0, 0, 1, 0))  # (D, H)
+        xs = F.pad(x[:, :-1], (1, 0))  # (N, D)
+        rows = max(1, _CHUNK_FLOATS // max(1, d * ws.shape[1]))
+        out = []
+        for i in range(0, n, rows):
+            # in place where autograd allows it: the (rows, D, H) tensors dominate the cost
+            h = (xs[i:i + rows, :, None] * ws).cumsum_(1).add_(self.c).sigmoid_()
+            out.append((h * self.V).sum(-1))
+        return (torch.cat(out) if out else x.new_zeros(0, d)) + self.b
+
+    def log_prob(self, x):
+        x = self.check_batch(x).reshape(len(x), self.dim)
+        return -F.binary_cross_entropy_with_logits(self.logits(x), x, reduction="none").sum(1)
+
+    @torch.no_grad()
+    def complete(self, x, known, n=1, generator=None):
+        """Sample the unknown pixels in raster order, keeping the known ones; (N * n, D)."""
+        d = self.dim
+        if tuple(x.shape) == self.data_shape:
+            x, known = x.unsqueeze(0), known.reshape(1, *known.shape)
+        if tuple(known.shape) != tuple(x.shape):
+            raise ValueError(f"NADE: the known mask has shape {tuple(known.shape)}, the inputs {tuple(x.shape)}")
+        x = self.check_batch(x).reshape(-1, d).repeat_interleave(n, 0).clone()
+        known = known.reshape(-1, d).to(self.device, torch.bool).repeat_interleave(n, 0)
+        wt = self.W.t().contiguous()  # (D, H): row j is pixel j's input weights
+        v, b = self.V, self.b
+        a = self.c.expand(len(x), -1).clone()  # running pre-activation, (M, H)
+        all_known = known.all(0).tolist()
+        i = 0
+        while i < d:
+            if all_known[i]:  # a run of pixels known in every row: one matmul, nothing to draw
+                j = i
+                while j < d and all_known[j]:
+                    j += 1
+                a.addmm_(x[:, i:j], wt[i:j])
+                i = j
+                continue
+            p = torch.sigmoid(torch.sigmoid(a) @ v[i] + b[i])
+            draw = torch.bernoulli(p, generator=generator)
+            xi = torch.where(known[:, i], x[:, i], draw)
+            x[:, i] = xi
+            a.addr_(xi, wt[i])
+            i += 1
+        return x
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        zeros = torch.zeros(n, self.dim, device=self.device)
+        out = self.complete(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, generator)
+        return out.reshape(n, *self.data_shape)

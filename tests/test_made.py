@@ -1,0 +1,185 @@
+"""MADE: the autoregressive property, normalisation, ensembles, checkpoints, completion, learning."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from core import data as datasets
+from core import registry
+from core.engine import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+
+
+def _made(d: int, seed: int = 0, scale: float = 1.0, **hp):
+    """A MADE with weights scaled up from the default init, so conditionals are far from 1/2."""
+    model = registry.create("made", (d,), **{"hidden": 16, **hp})
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
+def _all_binary(d: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=d)))
+
+
+@pytest.mark.parametrize("hp", [dict(layers=1), dict(layers=3), dict(layers=2, masks=4, order_agnostic=True)])
+def test_autoregressive_property(hp):
+    d = 7
+    model = _made(d, seed=1, **hp)
+    x = torch.bernoulli(torch.full((3, d), 0.5), generator=torch.Generator().manual_seed(0))
+    for k in range(model.n_masks):
+        order = model.degrees(k)[0]
+        for out in range(d):
+            xi = x.clone().requires_grad_(True)
+            logits = model._logits(xi, [k])[0]
+            (grad,) = torch.autograd.grad(logits[:, out].sum(), xi)
+            later = order >= order[out]  # itself and every pixel after it
+            assert torch.all(grad[:, later] == 0), (k, out)
+        # and the mask is not vacuous: the last pixel in the ordering sees something
+        last = int(torch.argmax(order))
+        xi = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model._logits(xi, [k])[0][:, last].sum(), xi)
+        assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("hp", [dict(), dict(masks=3, ensemble=3, order_agnostic=True, layers=2)])
+def test_probabilities_sum_to_one(hp):
+    model = _made(5, seed=2, scale=2.0, **hp)
+    lp = model.log_prob(_all_binary(5)).double()
+    assert lp.shape == (32,) and torch.isfinite(lp).all()
+    assert lp.exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_ensemble_is_log_mean_exp_of_single_masks():
+    model = _made(6, seed=3, masks=4, ensemble=3, order_agnostic=True)
+    x = _all_binary(6)
+    single = torch.stack([model.log_prob_masks(x, [k])[0] for k in range(3)])
+    expected = torch.logsumexp(single, 0) - math.log(3)
+    torch.testing.assert_close(model.log_prob(x), expected, atol=1e-5, rtol=1e-5)
+    # averaging likelihoods, not logits: the ensemble differs from each member
+    assert not torch.allclose(model.log_prob(x), single[0])
+    # ensemble is capped at the number of trained masks
+    assert registry.create("made", (6,), hidden=8, masks=2, ensemble=5).n_ensemble == 2
+
+
+def test_masks_are_reproducible_and_cycle():
+    a = registry.create("made", (9,), hidden=8, masks=3, order_agnostic=True, seed=5)
+    b = registry.create("made", (9,), hidden=8, masks=3, order_agnostic=True, seed=5)
+    c = registry.create("made", (9,), hidden=8, masks=3, order_agnostic=True, seed=6)
+    assert torch.equal(a.orders, b.orders) and torch.equal(a.degrees0, b.degrees0)
+    assert not torch.equal(a.orders, c.orders)
+    assert len({tuple(o.tolist()) for o in a.orders}) == 3  # a new ordering per mask
+    raster = registry.create("made", (9,), hidden=8, masks=3)
+    assert torch.equal(raster.orders, torch.arange(1, 10).expand(3, -1).int())
+    a.configure_optimizer(1e-3)
+    x = torch.bernoulli(torch.full((4, 9), 0.5), generator=torch.Generator().manual_seed(0))
+    seen = []
+    for _ in range(4):
+        seen.append(int(a.mask_index))
+        a.train_step(x)
+    assert seen == [0, 1, 2, 0]
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = _made(8, seed=4, masks=3, ensemble=2, order_agnostic=True, layers=2)
+    model.mask_index.fill_(2)
+    path = save_checkpoint(tmp_path / "made.safetensors", model)
+    loaded, meta = load_checkpoint(path, family="made")
+    assert meta["family"] == "made"
+    assert torch.equal(loaded.orders, model.orders)
+    for i in range(2):
+        assert torch.equal(getattr(loaded, f"degrees{i}"), getattr(model, f"degrees{i}"))
+    assert int(loaded.mask_index) == 2
+    x = _all_binary(8)
+    torch.testing.assert_close(loaded.log_prob(x), model.log_prob(x))
+
+
+@pytest.mark.parametrize("order_agnostic", [True, False])
+def test_complete_keeps_known_pixels_and_varies_candidates(order_agnostic):
+    d = 16
+    model = _made(d, seed=5, scale=0.3, masks=3, order_agnostic=order_agnostic)
+    before = model.orders.clone()
+    g = torch.Generator().manual_seed(3)
+    x = torch.bernoulli(torch.full((2, d), 0.5), generator=g)
+    known = torch.bernoulli(torch.full((2, d), 0.5), generator=g).bool()  # arbitrary, per row
+    n = 8
+    out = model.complete(x, known, n=n, generator=g)
+    assert out.shape == (2 * n, d) and set(out.unique().tolist()) <= {0.0, 1.0}
+    for i in range(2):
+        cands, k = out[i * n:(i + 1) * n], known[i]
+        assert torch.equal(cands[:, k], x[i, k].expand(n, -1)), "a known pixel was changed"
+        assert len({tuple(c.tolist()) for c in cands[:, ~k]}) > 1, "all candidates are identical"
+    assert torch.equal(model.orders, before), "completion changed the trained masks"
+    one = model.complete(x[0], known[0], n=3, generator=g)
+    assert one.shape == (3, d)
+
+
+def test_order_for_puts_known_pixels_first():
+    model = _made(10, seed=6, masks=2, order_agnostic=True)
+    known = torch.tensor([1, 0, 0, 1, 1, 0, 1, 0, 0, 0], dtype=torch.bool)
+    order, hidden = model.order_for(known, 1)
+    assert sorted(order.tolist()) == list(range(1, 11))
+    assert order[known].max() < order[~known].min()
+    old = model.degrees(1)[0]
+    assert torch.equal(torch.argsort(order[known]), torch.argsort(old[known]))  # relative order kept
+    assert torch.equal(hidden[0], model.degrees0[1])  # hidden degrees unchanged
+
+
+def test_complete_conditions_exactly_when_known_first():
+    # raster order, first pixel known: candidates follow p(x_1.. | x_0) and samples' frequencies
+    # of the second pixel match the model's conditional
+    model = _made(3, seed=7, scale=2.0)
+    lp = model.log_prob(_all_binary(3)).double().exp().reshape(2, 2, 2)
+    p1_given_x0 = lp[1, 1].sum() / lp[1].sum()
+    x = torch.tensor([[1.0, 0.0, 0.0]])
+    known = torch.tensor([[True, False, False]])
+    out = model.complete(x, known, n=4000, generator=torch.Generator().manual_seed(0))
+    assert out[:, 1].mean().item() == pytest.approx(p1_given_x0.item(), abs=0.03)
+
+
+def test_sample_shapes_seeding_and_mixture():
+    model = _made(6, seed=8, masks=3, ensemble=3, order_agnostic=True)
+    a = model.sample(50, generator=torch.Generator().manual_seed(1))
+    b = model.sample(50, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (50, 6) and a.dtype == torch.float32 and torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    # frequencies match the ensemble likelihood
+    model = _made(3, seed=9, scale=1.5, masks=2, ensemble=2, order_agnostic=True)
+    s = model.sample(6000, generator=torch.Generator().manual_seed(2))
+    codes = (s[:, 0] * 4 + s[:, 1] * 2 + s[:, 2]).long()
+    freq = torch.bincount(codes, minlength=8).double() / len(s)
+    probs = model.log_prob(_all_binary(3)).double().exp()
+    assert (freq - probs).abs().max().item() < 0.03, (freq, probs)
+
+
+def test_trainer_lowers_held_out_nll():
+    torch.manual_seed(0)
+    ds = datasets.load("bars", n=256)
+    model = registry.create("made", ds.shape, ds.kind, hidden=64, masks=2, ensemble=2, lr=0.01, batch_size=64)
+    cfg = TrainConfig(max_steps=12, eval_every=1, eval_size=100, visuals_every_s=None, device="cpu")
+    snaps = list(Trainer(model, ds, cfg).run())
+    assert snaps[-1].event == "finished", snaps[-1].message
+    nll = [s.metrics["valid_nll"] for s in snaps if s.event in ("eval", "finished")]
+    assert all(math.isfinite(v) for v in nll)
+    assert nll[-1] < nll[0] - 20, nll
+
+
+def test_wrong_shapes_raise_value_error():
+    model = _made(6)
+    with pytest.raises(ValueError):
+        model.log_prob(torch.zeros(3, 5))
+    with pytest.raises(ValueError):
+        model.complete(torch.zeros(2, 5), torch.zeros(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError):
+        model.complete(torch.zeros(2, 6), torch.zeros(6, dtype=torch.bool))
+    with pytest.raises(ValueError):
+        model.complete(torch.zeros(2, 2, 6), torch.zeros(2, 2, 6, dtype=torch.bool))
+    with pytest.raises(ValueError):
+        model.complete(torch.zeros(6), torch.zeros(6, dtype=torch.bool), n=0)
+    with pytest.raises(ValueError):
+        registry.create("made", (6,), layers=4)
