@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.models._standardise import fit_standardiser, register_standardiser
 from core.registry import register
 
 _LOG_STD_MIN, _LOG_STD_MAX = math.log(1e-3), math.log(10.0)
@@ -78,9 +79,7 @@ class DAE(GenerativeModel):
         if self.learn_std:  # start with reconstruction std ~ sigma: a sane chain from the start
             with torch.no_grad():
                 self.net[-1].bias[d:] = math.log(float(hparams["sigma"]))
-        self.register_buffer("loc", torch.zeros(d))
-        self.register_buffer("scale", torch.ones(d))
-        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        register_standardiser(self, d)
 
     # -- pieces -------------------------------------------------------------------------------
     def reconstruction(self, x_tilde: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,15 +101,6 @@ class DAE(GenerativeModel):
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + log_std.exp() * noise
 
-    @torch.no_grad()
-    def _initialise(self, batch: torch.Tensor) -> None:
-        loc = batch.mean(0)
-        scale = batch.std(0) if len(batch) > 1 else torch.ones_like(loc)
-        scale = torch.where(torch.isfinite(scale) & (scale > 1e-6), scale, torch.ones_like(scale))
-        self.loc.copy_(loc)
-        self.scale.copy_(scale)
-        self.initialised.fill_(True)
-
     # -- training -----------------------------------------------------------------------------
     def loss(self, batch):
         x = self.check_batch(batch)
@@ -119,7 +109,7 @@ class DAE(GenerativeModel):
         if not bool(torch.isfinite(x).all()):
             raise ValueError("denoising autoencoder: the data contain NaN or infinite values")
         if not bool(self.initialised):
-            self._initialise(x)
+            fit_standardiser(self, x)
         x0 = (x - self.loc) / self.scale
         cur = x0
         sigma = float(self.hparams["sigma"])

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, grid_points
+from core.models._standardise import fit_standardiser, register_standardiser
 from core.registry import register
 
 
@@ -113,9 +114,7 @@ class GAN(GenerativeModel):
         self.pack = int(hparams["pack"])
         self.generator = _mlp(self.latent_dim, h, layers, self.dim)
         self.discriminator = PackedDiscriminator(self.dim, h, layers, self.pack)
-        self.register_buffer("loc", torch.zeros(self.dim))
-        self.register_buffer("scale", torch.ones(self.dim))
-        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        register_standardiser(self, self.dim)
         self.opt_d: torch.optim.Optimizer | None = None
         self._d_updates = 0
 
@@ -144,15 +143,6 @@ class GAN(GenerativeModel):
     def _standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.loc) / self.scale
 
-    @torch.no_grad()
-    def _initialise(self, batch: torch.Tensor) -> None:
-        loc = batch.mean(0)
-        scale = batch.std(0) if len(batch) > 1 else torch.ones_like(loc)
-        scale = torch.where(torch.isfinite(scale) & (scale > 1e-6), scale, torch.ones_like(scale))
-        self.loc.copy_(loc)
-        self.scale.copy_(scale)
-        self.initialised.fill_(True)
-
     # -- training -----------------------------------------------------------------------------
     def _check_finite(self, name: str, loss: torch.Tensor, params) -> None:
         value, grad = float(loss.detach()), _finite_grads(params)
@@ -167,7 +157,7 @@ class GAN(GenerativeModel):
         if not bool(torch.isfinite(batch).all()):
             raise ValueError("GAN: the data contain NaN or infinite values")
         if not bool(self.initialised):
-            self._initialise(batch)
+            fit_standardiser(self, batch)
         self.train()
         m = self.pack
         real = self._standardise(batch)
