@@ -23,10 +23,15 @@ class CliError(Exception):
     pass
 
 
-def _load_data(spec: str) -> datasets.Dataset:
-    """``spec`` is a built-in data set name or a path to an .npz with ``train`` and ``valid``."""
+def _load_data(spec: str, data_path: str | None = None) -> datasets.Dataset:
+    """``spec`` is a built-in data set name (read from ``data_path`` when given: a file or
+    folder) or a path to an .npz with ``train`` and ``valid``."""
     if spec in datasets.DATASETS:
-        return datasets.load(spec, progress=_download_progress)
+        if data_path is not None and not Path(data_path).exists():
+            raise CliError(f"--data-path: {data_path} does not exist")
+        return datasets.load(spec, data_path, progress=_download_progress)
+    if data_path is not None:
+        raise CliError(f"--data-path goes with a data set name ({', '.join(datasets.DATASETS)}), not {spec!r}")
     path = Path(spec)
     if not path.exists():
         raise CliError(f"--data: {spec!r} is neither a data set ({', '.join(datasets.DATASETS)}) nor a file")
@@ -83,45 +88,127 @@ class ProgressBar:
             self.stream.write("\n")
 
 
+def _lr_at(step: int, total: int, base: float, schedule: str, warmup: int) -> float:
+    """The learning rate for ``step`` (0-based): linear warm-up over ``warmup`` steps, then
+    constant or a cosine decay to 2 % of ``base`` at ``total``."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "cosine":
+        frac = min(1.0, (step - warmup) / max(1, total - warmup))
+        return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+    return base
+
+
+def valid_percentiles(model, x: np.ndarray, batch_size: int = 500) -> list[float]:
+    """The NLL (nats) of every held-out example at percentiles 0, 1, ..., 100: what the canvas's
+    anomaly score compares a drawing with."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            out.append(-model.log_prob(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).float()
+                                       .to(model.device)).double().cpu().numpy())
+    nll = np.concatenate(out)
+    return [float(v) for v in np.percentile(nll, np.arange(101))]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     info = registry.info(args.family)
-    ds = _load_data(args.data or _default_data(info))
+    ds = _load_data(args.data or _default_data(info), args.data_path)
     hp = _parse_hparams(args.hp)
     if args.lr is not None:
         hp["lr"] = args.lr
     if args.batch_size is not None:
         hp["batch_size"] = args.batch_size
-    model = registry.create(args.family, ds.shape, ds.kind, **hp)
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    if args.init:
+        # fine-tune: the checkpoint's weights and hyperparameters, with the ones given here on top
+        model, meta = engine.load_checkpoint(args.init, family=args.family)
+        merged = info.validate({**meta["hparams"], **hp})
+        fixed = {h.name for h in info.all_hparams() if not h.live and h.name != "batch_size"}
+        changed = sorted(k for k in fixed if merged[k] != model.hparams.get(k))
+        if changed:
+            raise CliError(f"--init: {', '.join(changed)} shape(s) the model and cannot change when fine-tuning")
+        model.hparams.update(merged)
+        if tuple(model.data_shape) != tuple(ds.shape):
+            raise CliError(f"--init {args.init} was trained on data of shape {model.data_shape}, "
+                           f"--data has {ds.shape}")
+    else:
+        model = registry.create(args.family, ds.shape, ds.kind, **hp)
     out = Path(args.out or f"runs/{args.family}-{ds.name}.safetensors")
+    keep_best = args.keep_best and info.likelihood is not Likelihood.NONE
     cfg = engine.TrainConfig(epochs=args.epochs, max_steps=args.max_steps, seed=args.seed, device=args.device,
                              eval_every=args.eval_every, eval_size=args.eval_size, visuals_every_s=None,
-                             checkpoint_path=out, checkpoint_every=args.checkpoint_every)
+                             checkpoint_path=None if keep_best else out, checkpoint_every=args.checkpoint_every,
+                             num_threads=args.num_threads)
     trainer = engine.Trainer(model, ds, cfg)
+    base_lr = float(model.hparams["lr"])
     bar = ProgressBar(trainer.total_steps)
     t0 = time.perf_counter()
     last = None
+    key = "valid_nll" if info.likelihood is Likelihood.EXACT else "valid_nll_bound"
+    best, best_step, stale = math.inf, 0, 0
     for snap in trainer.run():
         if snap.message:
             sys.stderr.write(("\n" if bar.tty else "") + snap.message + "\n")
         if snap.event == "nonfinite":
             bar.close()
-            trainer.save(out)
+            if not keep_best:
+                trainer.save(out)
             raise CliError(f"training stopped: {snap.message}")
+        if args.schedule != "constant" or args.warmup:
+            trainer.set_lr(_lr_at(snap.step, trainer.total_steps, base_lr, args.schedule, args.warmup))
+        if keep_best and snap.event in ("eval", "finished") and key in snap.metrics:
+            if snap.metrics[key] < best:
+                best, best_step, stale = snap.metrics[key], snap.step, 0
+                trainer.save(out)
+            else:
+                stale += 1
         bar.update(snap)
         last = snap
+        if keep_best and args.patience and stale >= args.patience:
+            sys.stderr.write(("\n" if bar.tty else "") + f"no better {key} in {stale} evaluations: stopping\n")
+            break
     bar.close()
     wall = time.perf_counter() - t0
     result = {"family": args.family, "data": ds.name, "checkpoint": str(out), "steps": trainer.step,
               "epochs": trainer.step / trainer.steps_per_epoch, "wall_s": round(wall, 2),
               "device": last.device if last else str(trainer.device),
               "final_loss": last.loss if last else None}
+    if keep_best:
+        if best_step == 0:
+            trainer.save(out)
+        model, _ = engine.load_checkpoint(out, device=trainer.device)
+        result["best_step"] = best_step
     if info.likelihood is not Likelihood.NONE:
-        result["valid"] = engine.evaluate(model, ds.valid)
+        result["valid"] = engine.evaluate(model, ds.valid, labels=ds.valid_labels if info.conditional else None)
+    if args.record:
+        # the checkpoint describes how it was made (the model card): command, time, score
+        extra = {"training": {"command": "python main.py " + " ".join(args.argv), "wall_s": round(wall, 1),
+                              "device": result["device"], "steps": trainer.step, "best_step": result.get("best_step"),
+                              "threads": args.num_threads, "cpu_count": os.cpu_count()},
+                 "valid": result.get("valid")}
+        if info.likelihood is not Likelihood.NONE and ds.kind is DataKind.BINARY_IMAGE:
+            extra["valid_nll_percentiles"] = valid_percentiles(model, ds.valid)
+        metrics = dict(trainer.metrics)
+        model.hparams["lr"] = base_lr  # the schedule's last value is no start for fine-tuning
+        engine.save_checkpoint(out, model, data=ds, step=result.get("best_step") or trainer.step,
+                               epoch=(result.get("best_step") or trainer.step) / trainer.steps_per_epoch,
+                               metrics=metrics, extra=extra)
     print(json.dumps(engine._jsonable(result)))
     return 0
 
 
 def _default_data(info) -> str:
+    if info.conditional:  # only a labelled set will do, even one that must be fetched
+        for name, d in datasets.DATASETS.items():
+            if d.kind in info.data_kinds and d.labelled:
+                return name
     for name, d in datasets.DATASETS.items():
         if d.kind in info.data_kinds and not d.needs_file:
             return name
@@ -130,18 +217,49 @@ def _default_data(info) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     model, meta = engine.load_checkpoint(args.checkpoint, device=engine.select_device(args.device)[0])
-    x = datasets.load_npz_array(args.data, args.key)
+    key = args.key
+    if model.info.conditional and key is None:  # images and labels side by side: the images
+        key = _other_key(args.data, args.labels_key)
+    x = datasets.load_npz_array(args.data, key)
+    labels = None
+    if model.info.conditional:
+        labels = _eval_labels(args, len(x), model.info.name)
     if model.info.data_kinds == (DataKind.BINARY_IMAGE,):
         x = datasets.check_binary_images(x, str(args.data), dim=model.dim)
     elif x.dtype.kind == "f" and not np.isfinite(x).all():
         raise CliError(f"{args.data} contains NaN or infinite values")
-    result = engine.evaluate(model, x, batch_size=args.batch_size)
-    result.update({"checkpoint": str(args.checkpoint), "data": str(args.data), "key": args.key,
+    result = engine.evaluate(model, x, batch_size=args.batch_size, labels=labels)
+    result.update({"checkpoint": str(args.checkpoint), "data": str(args.data), "key": key,
                    "trained_steps": meta.get("step")})
     for w in meta.get("warnings", []):
         sys.stderr.write(f"warning: {w}\n")
     print(json.dumps(result))
     return 0
+
+
+def _other_key(path: str, labels_key: str) -> str | None:
+    """The one array of an .npz besides ``labels_key``; None (let the loader explain) otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            others = [k for k in z.files if k != labels_key]
+    except Exception:  # not an .npz, unreadable...: load_npz_array says what
+        return None
+    return others[0] if len(others) == 1 else None
+
+
+def _eval_labels(args: argparse.Namespace, n: int, name: str) -> np.ndarray:
+    """The labels a class-conditional checkpoint is scored with: the .npz's ``--labels-key``
+    array, n whole numbers (their range is the model's to check)."""
+    try:
+        labels = datasets.load_npz_array(args.data, args.labels_key)
+    except DataError as exc:
+        raise CliError(f"{name} is class-conditional: it is scored given each example's label, read from "
+                       f"the array {args.labels_key!r} of {args.data} (choose it with --labels-key): {exc}") from None
+    if labels.ndim != 1 or len(labels) != n:
+        raise CliError(f"{args.data}[{args.labels_key}]: expected {n} labels, one per example, got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise CliError(f"{args.data}[{args.labels_key}]: labels must be integers, got dtype {labels.dtype}")
+    return labels.astype(np.int64)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model headless, with a progress bar")
     t.add_argument("family", help="model family (see `list`)")
     t.add_argument("--data", help="data set name or an .npz file with 'train' and 'valid' arrays")
+    t.add_argument("--data-path", metavar="DIR",
+                   help="where a named data set's files are (mnist_digits: the folder with the IDX files)")
     t.add_argument("--epochs", type=float, default=1.0)
     t.add_argument("--max-steps", type=int)
     t.add_argument("--lr", type=float)
@@ -163,10 +283,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-size", type=int, default=1000)
     t.add_argument("--checkpoint-every", type=int, default=0)
     t.add_argument("--out", help="checkpoint path (.safetensors); default runs/FAMILY-DATA.safetensors")
+    t.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning-rate schedule after the warm-up")
+    t.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
+    t.add_argument("--keep-best", action="store_true",
+                   help="keep the weights with the best held-out NLL (early stopping), not the last ones")
+    t.add_argument("--patience", type=int, default=0,
+                   help="with --keep-best: stop after this many evaluations without improvement")
+    t.add_argument("--init", help="a checkpoint of this family to start from (fine-tuning)")
+    t.add_argument("--num-threads", type=int, help="torch threads (default: torch's choice)")
+    t.add_argument("--record", action="store_true",
+                   help="write the command, wall time, held-out NLL and its percentiles into the checkpoint")
     e = sub.add_parser("eval", help="score a checkpoint on a data file; prints one JSON object")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data", required=True, help=".npz file")
     e.add_argument("--key", help="array in the .npz (default: its only array)")
+    e.add_argument("--labels-key", default="labels",
+                   help="class-conditional models: the array of labels in the .npz (default: labels)")
     e.add_argument("--batch-size", type=int, default=1000)
     e.add_argument("--device")
     sub.add_parser("list", help="list the model families and data sets")
@@ -188,6 +321,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:  # (--self-test is handled by main.py, which needs the gui)
         parser.error("choose a command: train, eval or list")
     commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}

@@ -131,6 +131,8 @@ class Trainer:
             raise ValueError(f"data set {data.name} has shape {data.shape}, the model expects {model.data_shape}")
         if len(data.train) == 0:
             raise ValueError(f"data set {data.name} has no training examples")
+        if model.info.conditional:
+            _check_labelled(model, data)
         self.model = model
         self.data = data
         self.config = config or TrainConfig()
@@ -205,6 +207,11 @@ class Trainer:
         self.model.to(device)
         self._train = torch.from_numpy(np.ascontiguousarray(self.data.train)).to(device)
         self._valid = torch.from_numpy(np.ascontiguousarray(self.data.valid[: self.config.eval_size])).to(device)
+        self._train_labels = self._valid_labels = None  # (class-conditional models only)
+        if self.model.info.conditional:
+            self._train_labels = torch.from_numpy(np.asarray(self.data.train_labels, np.int64)).to(device)
+            self._valid_labels = torch.from_numpy(
+                np.asarray(self.data.valid_labels[: self.config.eval_size], np.int64)).to(device)
         lr = float(self.model.hparams.get("lr", 1e-3))
         if self.model.optimizer is not None:
             lr = self.model.optimizer.param_groups[0]["lr"]
@@ -215,7 +222,8 @@ class Trainer:
         self.model.eval()
         out: dict[str, float] = {}
         if self.model.info.likelihood is not Likelihood.NONE and len(self._valid):
-            out.update(_nll_metrics(self.model, self._valid, self.model.info.likelihood, prefix="valid_"))
+            out.update(_nll_metrics(self.model, self._valid, self.model.info.likelihood, prefix="valid_",
+                                    labels=self._valid_labels))
         modes = self.data.meta.get("modes")
         if modes is not None and "sample" in self.model.capabilities():
             from core.data.toy import mode_coverage
@@ -243,6 +251,10 @@ class Trainer:
         if self.points:
             return self.model.visuals(self.config.visuals_n, generator=gen, bounds=self.bounds,
                                       res=self.config.visuals_res)
+        if self.model.info.conditional:  # classes 0, 1, ..., C-1, 0, ...: a grid C wide, a class a column
+            n = self.config.visuals_n
+            labels = torch.arange(n, device=self.device) % int(self.model.hparams["classes"])
+            return self.model.visuals(n, generator=gen, labels=labels)
         return self.model.visuals(self.config.visuals_n, generator=gen)
 
     # -- the generator ---------------------------------------------------------------------------
@@ -271,14 +283,20 @@ class Trainer:
             if pos >= len(order):
                 order, pos = rng.permutation(len(self._train)), 0
             try:
+                labels = self._train_labels
                 if self.model.info.full_batch:
                     batch = self._train
                 else:
                     idx = torch.from_numpy(order[pos:pos + self.batch_size]).to(self.device)
                     pos += self.batch_size
                     batch = self._train.index_select(0, idx)
+                    if labels is not None:
+                        labels = labels.index_select(0, idx)
                 t_step = time.perf_counter()
-                out = self.model.train_step(batch.float())
+                if labels is None:
+                    out = self.model.train_step(batch.float())
+                else:
+                    out = self.model.train_step(batch.float(), labels=labels)
                 self._busy += time.perf_counter() - t_step
             except NonFiniteError as exc:
                 self._restore_good()
@@ -325,9 +343,9 @@ class Trainer:
                 event = "finished"
             yield self._snapshot(loss, event, t0, done, arrays=arrays)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         return save_checkpoint(path, self.model, data=self.data, step=self.step,
-                               epoch=self.step / self.steps_per_epoch, metrics=self.metrics)
+                               epoch=self.step / self.steps_per_epoch, metrics=self.metrics, extra=extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,11 +498,31 @@ def round_robin(frames: list[Iterator[Frame]]) -> Iterator[Frame]:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_labelled(model: GenerativeModel, data: Dataset) -> None:
+    """A class-conditional model trains only on a data set with one label per example."""
+    if data.train_labels is None or data.valid_labels is None:
+        from core.data import DATASETS
+
+        labelled = sorted(name for name, d in DATASETS.items() if d.labelled and d.kind in model.info.data_kinds)
+        raise ValueError(f"{model.info.name} is class-conditional and needs labelled data, but the data set "
+                         f"{data.name} has no labels; use one that has: {', '.join(labelled) or '(none)'}")
+    for split, x, y in (("train", data.train, data.train_labels), ("valid", data.valid, data.valid_labels)):
+        if len(y) != len(x):
+            raise ValueError(f"data set {data.name}: {len(x)} {split} examples but {len(y)} labels")
+        classes = model.hparams.get("classes")
+        if classes is not None and len(y) and not 0 <= int(np.min(y)) <= int(np.max(y)) < int(classes):
+            raise ValueError(f"data set {data.name} has {split} labels {int(np.min(y))} .. {int(np.max(y))}; "
+                             f"the {model.info.name} has classes 0 .. {int(classes) - 1} (set its 'classes')")
+
+
 def _nll_metrics(model: GenerativeModel, x: torch.Tensor, kind: Likelihood, prefix: str = "",
-                 batch_size: int = 1000) -> dict[str, float]:
+                 batch_size: int = 1000, labels: torch.Tensor | None = None) -> dict[str, float]:
     total, n = 0.0, 0
     for i in range(0, len(x), batch_size):
-        lp = model.log_prob(x[i:i + batch_size].float())
+        if labels is None:
+            lp = model.log_prob(x[i:i + batch_size].float())
+        else:
+            lp = model.log_prob(x[i:i + batch_size].float(), labels=labels[i:i + batch_size])
         total += float(lp.double().sum())
         n += len(lp)
     nll = -total / n
@@ -497,9 +535,12 @@ def _nll_metrics(model: GenerativeModel, x: torch.Tensor, kind: Likelihood, pref
 
 
 @torch.no_grad()
-def evaluate(model: GenerativeModel, x: np.ndarray, batch_size: int = 1000) -> dict[str, Any]:
+def evaluate(model: GenerativeModel, x: np.ndarray, batch_size: int = 1000,
+             labels: np.ndarray | None = None) -> dict[str, Any]:
     """Score ``x`` (N, *data_shape): ``nll_nats`` and ``bits_per_dim`` for exact models,
-    ``nll_bound_nats`` / ``bits_per_dim_bound`` (an upper bound on the NLL) for bound models."""
+    ``nll_bound_nats`` / ``bits_per_dim_bound`` (an upper bound on the NLL) for bound models.
+    Class-conditional models score ``-log p(x | labels)`` given ``labels`` (N,), and report
+    whether they had them (``"labels"``); other models take no labels."""
     kind = model.info.likelihood
     if kind is Likelihood.NONE:
         raise ValueError(f"{model.info.name} has no likelihood to evaluate")
@@ -508,14 +549,24 @@ def evaluate(model: GenerativeModel, x: np.ndarray, batch_size: int = 1000) -> d
                          f"{', '.join(map(str, model.data_shape))})")
     if len(x) == 0:
         raise ValueError("the data are empty")
+    if labels is not None:
+        if not model.info.conditional:
+            raise ValueError(f"{model.info.name} is not class-conditional: it takes no labels")
+        labels = np.asarray(labels)
+        if labels.shape != (len(x),) or labels.dtype.kind not in "iu":
+            raise ValueError(f"expected {len(x)} integer labels, one per example, got {labels.dtype} "
+                             f"of shape {labels.shape}")
+        labels = torch.from_numpy(labels.astype(np.int64)).to(model.device)
     model.eval()
     t = torch.from_numpy(np.ascontiguousarray(x)).to(model.device)
-    m = _nll_metrics(model, t, kind, batch_size=batch_size)
+    m = _nll_metrics(model, t, kind, batch_size=batch_size, labels=labels)
     if kind is Likelihood.EXACT:
         out = {"nll_nats": m["nll"], "bits_per_dim": m["bpd"]}
     else:
         out = {"nll_bound_nats": m["nll_bound"], "bits_per_dim_bound": m["bpd_bound"]}
     out.update({"likelihood": kind.value, "n": int(len(x)), "family": model.info.key})
+    if model.info.conditional:
+        out["labels"] = labels is not None
     return out
 
 

@@ -10,6 +10,13 @@ what is declared here:
 * ``sample(n, generator=None)`` -> ``n`` samples shaped like the data;
 * optional ``complete(x, known_mask, n)``, ``encode(x)``, ``decode(z)``; ``capabilities()`` says
   which of them a model has, so the GUI can grey out what a model cannot do;
+* optional for autoregressive image models: ``complete_steps(x, known, n)``, a generator of
+  :class:`CompletionStep` (one per drawn pixel, for the canvas's pixel-by-pixel animation), and
+  ``pixel_log_prob(x)``, the (N, D) chain-rule terms whose sum over D is ``log_prob(x)`` (the
+  canvas's per-pixel NLL heatmap);
+* class-conditional families (``info.conditional``) take ``labels=`` (int64 (N,)) on ``loss``,
+  ``train_step``, ``log_prob``, ``pixel_log_prob``, ``sample``, ``complete`` and
+  ``complete_steps``; the engine passes the data set's labels to them;
 * ``visuals(n)`` -> small numpy arrays for the views (samples, densities, ...).
 
 Models that are fitted rather than trained by gradient (histogram, KDE, EM) override
@@ -21,7 +28,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -115,6 +122,8 @@ class ModelInfo:
     #: Fitted on the whole training set at every step (histogram, KDE, EM, ...): the trainer
     #: passes all training data as the batch, and "epochs" counts steps (EM iterations).
     full_batch: bool = False
+    #: Class-conditional: trained on labelled data, every method takes ``labels=``.
+    conditional: bool = False
 
     def all_hparams(self) -> tuple[HParam, ...]:
         own = {h.name for h in self.hparams}
@@ -223,6 +232,34 @@ class GenerativeModel(torch.nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError(f"{self.info.name} cannot complete a partial input")
 
+    def complete_steps(self, x: torch.Tensor, known: torch.Tensor, n: int = 1,
+                       generator: torch.Generator | None = None) -> Iterator["CompletionStep"]:
+        """Like ``complete`` but a generator: one :class:`CompletionStep` after each drawn pixel,
+        in the model's order; the last step's ``x`` is the completion."""
+        raise NotImplementedError(f"{self.info.name} cannot complete pixel by pixel")
+
+    def pixel_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, D) log-probability terms, one per dimension, summing to ``log_prob(x)``."""
+        raise NotImplementedError(f"{self.info.name} has no per-pixel likelihood")
+
+    def completion_inputs(self, x: torch.Tensor, known: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check and flatten the arguments of ``complete``: ``x`` and ``known`` of the data shape
+        or (N, *data shape) (or flat: (D,) or (N, D)), ``n`` >= 1; returns float ``x`` (N * n, D), the candidates of row i
+        at ``i*n:(i+1)*n``, with the unknown pixels zeroed, and bool ``known`` (N * n, D)."""
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"the number of candidates must be at least 1, got {n}")
+        if tuple(known.shape) != tuple(x.shape):
+            raise ValueError(f"the known-pixel mask has shape {tuple(known.shape)}, the input {tuple(x.shape)}")
+        if tuple(x.shape) in (self.data_shape, (self.dim,)):
+            x, known = x.unsqueeze(0), known.unsqueeze(0)
+        if x.dim() == 2 and x.shape[1] == self.dim and len(self.data_shape) > 1:  # flat rows
+            x, known = x.reshape(len(x), *self.data_shape), known.reshape(len(x), *self.data_shape)
+        x = self.check_batch(x).reshape(len(x), self.dim)
+        known = known.reshape(len(known), self.dim).to(self.device, torch.bool)
+        x = torch.where(known, x, torch.zeros_like(x)).repeat_interleave(n, 0)
+        return x, known.repeat_interleave(n, 0)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{self.info.name} has no encoder")
 
@@ -233,7 +270,8 @@ class GenerativeModel(torch.nn.Module):
     def capabilities(cls) -> set[str]:
         """Names of the optional methods this family overrides."""
         return {
-            name for name in ("log_prob", "sample", "complete", "encode", "decode")
+            name for name in ("log_prob", "sample", "complete", "encode", "decode", "complete_steps",
+                              "pixel_log_prob")
             if getattr(cls, name) is not getattr(GenerativeModel, name)
         }
 
@@ -261,6 +299,18 @@ class GenerativeModel(torch.nn.Module):
         if bounds is not None and self.info.likelihood is not Likelihood.NONE:
             out["density"] = self.density_grid(bounds, res)
         return out
+
+
+@dataclass
+class CompletionStep:
+    """One pixel of a completion in progress (see ``GenerativeModel.complete_steps``).
+    For categorical sequence models (WaveNet) ``pixel`` is the time step and ``p`` is (M, levels)."""
+
+    pixel: int  # flat index of the pixel just drawn
+    p: torch.Tensor  # (M,) its probability of being 1, before the draw, per candidate
+    x: torch.Tensor  # (M, D) the candidates so far (the model's working tensor: copy to keep)
+    done: int  # pixels drawn so far, this one included
+    total: int  # pixels to draw in all
 
 
 def grid_points(bounds: Sequence[tuple[float, float]], res: int) -> np.ndarray:

@@ -10,14 +10,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox, QScrollArea,
                                QTabWidget, QWidget)
 
 from core import data as datasets
 from core import engine, registry
 from core.engine import Frame, TrainConfig, Trainer
-from core.protocol import GenerativeModel
+from core.protocol import DataKind, GenerativeModel
 from gui import APP_NAME, ORG_NAME
+from gui.canvas import DEFAULT_WEIGHTS, CanvasPanel, snapshot_model
+from gui.sequence_panel import SequencePanel
 from gui.jobs import ProgressJob, in_thread
 from gui.model_picker import ModelPicker
 from gui.playground import PlaygroundPanel
@@ -57,6 +59,19 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.playground, "Density playground")
         self.playground.error.connect(self._on_panel_error)
         self.playground.status.connect(self._on_panel_status)
+        self.canvas = CanvasPanel(fps=fps, training_model=self.canvas_model)
+        # in a scroll area, so that the canvas's controls never set the window's minimum width
+        self.canvas_scroll = QScrollArea()
+        self.canvas_scroll.setWidget(self.canvas)
+        self.canvas_scroll.setWidgetResizable(True)
+        self.canvas_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.tabs.addTab(self.canvas_scroll, "Canvas")
+        self.canvas.error.connect(self._on_panel_error)
+        self.canvas.status.connect(self._on_panel_status)
+        self.canvas.fine_tune_requested.connect(self._fine_tune)
+        self.sequences = SequencePanel()
+        self.tabs.addTab(self.sequences, "Sequences")
+        self._sequence_model_id: tuple[int, int] | None = None
         self.setCentralWidget(self.tabs)
         left = self._dock(self.picker, "Models", "modelsDock", Qt.DockWidgetArea.LeftDockWidgetArea)
         right = self._dock(self.panel, "Training", "trainingDock", Qt.DockWidgetArea.RightDockWidgetArea)
@@ -111,6 +126,10 @@ class MainWindow(QMainWindow):
         action(run_menu, "St&op", self.stop, "Ctrl+Shift+X", "actionStop")
         action(run_menu, "&Evaluate on held-out data", self.evaluate, "Ctrl+E", "actionEvaluate")
         action(run_menu, "Sa&mple", self.sample, "Ctrl+M", "actionSample")
+        view_menu = self.menuBar().addMenu("&View")
+        for i, (text, name) in enumerate((("&Training", "actionTabTraining"), ("&Density playground", "actionTabPlayground"),
+                                          ("&Canvas", "actionTabCanvas"))):
+            action(view_menu, text, self._show_tab, f"Ctrl+{i + 1}", name).setData(i)
 
     # -- settings --------------------------------------------------------------------------------
     def _restore_settings(self) -> None:
@@ -143,6 +162,7 @@ class MainWindow(QMainWindow):
             self.playground.set_checked(json.loads(s.value("playground/models", "[]")))
         except (TypeError, ValueError):
             pass
+        self.canvas.restore_settings(s)
 
     def save_settings(self) -> None:
         s = self.settings
@@ -158,6 +178,7 @@ class MainWindow(QMainWindow):
         s.setValue("window/tab", self.tabs.currentIndex())
         s.setValue("playground/set", self.playground.set_name)
         s.setValue("playground/models", json.dumps(self.playground.checked_models()))
+        self.canvas.save_settings(s)
         s.sync()
 
     # -- picker / panel --------------------------------------------------------------------------
@@ -204,7 +225,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _browse_data(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Data file", "", "NumPy archives (*.npz)")
+        path, _ = QFileDialog.getOpenFileName(self, "Data file", "", "NumPy archives (*.npz);;"
+                                              "MNIST IDX files, in their folder (*-ubyte.gz *-ubyte)")
         if path:
             self.panel.data_path.setText(path)
 
@@ -227,6 +249,28 @@ class MainWindow(QMainWindow):
         """The picker and training controls belong to the Training tab; other tabs have their own."""
         for dock in self.training_docks:
             dock.setVisible(self.tabs.widget(index) is self.training_view)
+        if self.tabs.widget(index) is self.sequences:
+            self._refresh_sequences()
+
+    def _refresh_sequences(self) -> None:
+        """The Sequences tab animates the Training tab's sequence model (a snapshot of its
+        weights), else the sequence model shipped in resources/weights."""
+        model = self.model
+        if model is not None and DataKind.SEQUENCE in model.info.data_kinds \
+                and "complete_steps" in model.capabilities():
+            ident = (id(model), int(self.model_step))
+            if ident != self._sequence_model_id:
+                try:
+                    clone = snapshot_model(model)
+                    valid = self.dataset.valid if self.dataset is not None else None
+                    self.sequences.set_model(clone, valid=valid)
+                except (ValueError, RuntimeError, KeyError) as exc:
+                    self.statusBar().showMessage(f"Sequences: cannot take the Training tab's model: {exc}", 8000)
+                    return
+                self._sequence_model_id = ident
+                self.sequences.model_label.setText(f"{model.info.name} from the Training tab (step {self.model_step})")
+        elif self.sequences.model is None:
+            self.sequences.load_weights(DEFAULT_WEIGHTS)
 
     @Slot(str, str)
     def _on_panel_error(self, title: str, message: str) -> None:
@@ -235,6 +279,24 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_panel_status(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
+
+    @Slot()
+    def _show_tab(self) -> None:
+        self.tabs.setCurrentIndex(int(self.sender().data()))
+
+    # -- the canvas tab's view of this window ----------------------------------------------------
+    def canvas_model(self) -> tuple[GenerativeModel, tuple[int, int] | None, int] | None:
+        """The Training tab's model, its image shape (if known) and step, for the Canvas tab."""
+        if self.model is None:
+            return None
+        shape = self.dataset.image_shape if self.dataset is not None else None
+        return self.model, shape, self.model_step
+
+    @Slot(str)
+    def _fine_tune(self, path: str) -> None:
+        """The Canvas tab hands a checkpoint over: load it here to train it further."""
+        self.tabs.setCurrentWidget(self.training_view)
+        self.load(path)
 
     @Slot(int)
     def _forget_box(self, _result: int) -> None:
@@ -453,7 +515,8 @@ class MainWindow(QMainWindow):
             self.show_error("Could not sample", f"{type(exc).__name__}: {exc}")
             return
         self.training_view.show_samples(arrays["samples"], tuple(image_shape),
-                                        f"{len(arrays['samples'])} samples from {model.info.name}")
+                                        f"{len(arrays['samples'])} samples from {model.info.name}",
+                                        labels=arrays.get("sample_labels"))
 
     @Slot()
     def evaluate(self) -> asyncio.Task | None:
@@ -464,7 +527,8 @@ class MainWindow(QMainWindow):
 
     async def _evaluate(self) -> None:
         try:
-            result = await in_thread(engine.evaluate, self.model, self.dataset.valid)
+            labels = self.dataset.valid_labels if self.model.info.conditional else None  # p(x | y)
+            result = await in_thread(engine.evaluate, self.model, self.dataset.valid, labels=labels)
         except Exception as exc:
             self.show_error("Could not evaluate", f"{type(exc).__name__}: {exc}")
             return
@@ -482,6 +546,8 @@ class MainWindow(QMainWindow):
         for s in (self.session, self.playground.session):
             if s is not None and s.running and not s.stop(2000):
                 self.statusBar().showMessage("training is still finishing its step…")
+        self.canvas.shutdown()
+        self.sequences.stop()
         for task in list(self._tasks):
             task.cancel()
         self.save_settings()

@@ -83,7 +83,7 @@ class TrainPanel(QWidget):
 
         self.data_combo = QComboBox(objectName="dataCombo")
         self.data_path = QLineEdit(objectName="dataPath")
-        self.data_path.setPlaceholderText("file (.npz) or empty: download / cache")
+        self.data_path.setPlaceholderText("file (.npz) or folder (MNIST digits) or empty: download / cache")
         browse = QToolButton(text="…", objectName="browseData")
         browse.clicked.connect(self.browse_clicked)
         path_row = QHBoxLayout()
@@ -158,7 +158,7 @@ class TrainPanel(QWidget):
         current = self.data_combo.currentData()
         self.data_combo.clear()
         for d in datasets.DATASETS.values():
-            if d.kind in info.data_kinds:
+            if d.kind in info.data_kinds and (d.labelled or not info.conditional):  # labels needed?
                 self.data_combo.addItem(d.description, d.name)
         i = self.data_combo.findData(current)
         self.data_combo.setCurrentIndex(max(0, i))

@@ -14,6 +14,18 @@ from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 from core.engine import Frame
 from core.viz import image_grid
 
+#: sequence samples drawn as curves, and the vertical distance between two of them
+CURVES = 8
+CURVE_GAP = 2.4
+
+
+def class_columns(labels: np.ndarray | None) -> int | None:
+    """Grid width for samples whose classes go 0, 1, ..., C-1, 0, ... (a class-conditional
+    model's visuals): C, so that each column holds one class; None (a square grid) otherwise."""
+    if labels is None or len(labels) == 0:
+        return None
+    return int(np.max(labels)) + 1
+
 
 class _Series:
     """A growable (step, value) buffer, doubled as needed, read as contiguous views."""
@@ -71,6 +83,14 @@ class TrainingView(QWidget):
         self.samples_vb = self.samples_widget.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
         self.samples_item = pg.ImageItem(axisOrder="row-major")
         self.samples_vb.addItem(self.samples_item)
+        # sequence models' samples (no image shape, no point bounds): a few stacked curves
+        self.curves_widget = pg.PlotWidget()
+        self.curves_widget.setObjectName("sampleCurves")
+        self.curves_widget.hideAxis("left")
+        self.curves_widget.setMouseEnabled(False, False)
+        self.curves_widget.hide()
+        self.curves_item = self.curves_widget.plot(pen=pg.mkPen("#4c9be8", width=1), connect="finite")
+        self.curves: tuple[np.ndarray, np.ndarray] | None = None
         self.caption = QLabel("Pick a model and press Train.", objectName="samplesCaption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
@@ -78,6 +98,7 @@ class TrainingView(QWidget):
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.samples_widget, 1)
+        rl.addWidget(self.curves_widget, 1)
         rl.addWidget(self.caption)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.plot)
@@ -131,12 +152,30 @@ class TrainingView(QWidget):
         self._dirty_curves = True
         samples = frame.arrays.get("samples")
         if samples is not None and s.image_shape is not None:
-            self.image = image_grid(samples, s.image_shape)
-            self.caption.setText(f"{len(samples)} samples at step {s.step}")
+            labels = frame.arrays.get("sample_labels")
+            self.image, self.curves = image_grid(samples, s.image_shape, ncols=class_columns(labels)), None
+            self.caption.setText(f"{len(samples)} samples at step {s.step}"
+                                 + (" (one class per column)" if labels is not None else ""))
             self._dirty_image = True
+        elif samples is not None and s.bounds is None and samples.ndim == 2:
+            self.show_curves(samples, f"{min(len(samples), CURVES)} of {len(samples)} samples at step {s.step}")
 
-    def show_samples(self, samples: np.ndarray, image_shape: tuple[int, int], caption: str) -> None:
-        self.image = image_grid(samples, image_shape)
+    def show_samples(self, samples: np.ndarray, image_shape: tuple[int, int], caption: str,
+                     labels: np.ndarray | None = None) -> None:
+        """Show image samples; ``labels`` (a class-conditional model's classes 0, 1, ..., C-1 in
+        turn) make the grid C tiles wide: one class per column."""
+        self.image, self.curves = image_grid(samples, image_shape, ncols=class_columns(labels)), None
+        self.caption.setText(caption)
+        self._dirty_image = True
+
+    def show_curves(self, samples: np.ndarray, caption: str) -> None:
+        """Draw sequences (N, T) as up to ``CURVES`` curves stacked top to bottom, one line item
+        with NaN breaks between them."""
+        k, t = min(len(samples), CURVES), samples.shape[1]
+        y = np.full((k, t + 1), np.nan, np.float64)
+        y[:, :t] = np.clip(np.nan_to_num(samples[:k]), -1.5, 1.5) - CURVE_GAP * np.arange(k)[:, None]
+        x = np.tile(np.append(np.arange(t, dtype=np.float64), np.nan), k)
+        self.curves, self.image = (np.ascontiguousarray(x), np.ascontiguousarray(y.ravel())), None
         self.caption.setText(caption)
         self._dirty_image = True
 
@@ -148,7 +187,18 @@ class TrainingView(QWidget):
             self._fit_ranges()
             self._dirty_curves = False
             self.repaints += 1
+        if self._dirty_image and self.curves is not None:
+            x, y = self.curves
+            self.curves_item.setData(x, y)
+            self.curves_widget.setXRange(0, float(np.nanmax(x)), padding=0.02)
+            self.curves_widget.setYRange(float(np.nanmin(y)) - 0.2, float(np.nanmax(y)) + 0.2, padding=0)
+            self.samples_widget.hide()
+            self.curves_widget.show()
+            self.curves, self._dirty_image = None, False
+            self.repaints += 1
         if self._dirty_image and self.image is not None:
+            self.curves_widget.hide()
+            self.samples_widget.show()
             self.samples_item.setImage(self.image, levels=(0, 255), autoLevels=False)
             self.samples_vb.autoRange(padding=0)
             self._dirty_image = False

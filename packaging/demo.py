@@ -2,6 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --data PATH.npz --seconds 20 --shot docs/window.png
     xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --playground realnvp,rnade,kde,gan --toy 8gaussians --seconds 40 --shot docs/playground.png
+    xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --canvas made --shot docs/canvas.png
 
 Used to make the README's screenshot; ``--shot`` saves the window with ``import -window root``
 (ImageMagick) when it is installed, else with Qt's own grab.
@@ -27,7 +28,41 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from gui.app import make_app  # noqa: E402
 
 
+async def canvas_demo(window, args) -> None:
+    """The Canvas tab: a random validation digit, its top half kept, the model drawing the rest
+    pixel by pixel; the screenshot is taken when ``--fraction`` of the pixels are drawn."""
+    c = window.canvas
+    window.tabs.setCurrentWidget(window.canvas_scroll)
+    for _ in range(600):  # the models load off the GUI thread once the tab shows
+        if c.loaded:
+            break
+        await asyncio.sleep(0.1)
+    if not c.entries:
+        raise SystemExit(f"no model for the canvas: {c.models_label.text()}")
+    if args.canvas and not c.select_model(args.canvas):
+        raise SystemExit(f"no {args.canvas!r} model in {c.weights_dir}; there are: "
+                         + ", ".join(e.model.info.key for e in c.entries))
+    c.random_digit(args.digit)
+    c.mode_combo.setCurrentIndex(c.mode_combo.findData("rows"))
+    c.row_spin.setValue(c.shape[0] // 2)
+    c.n_spin.setValue(args.candidates)
+    c.speed.setValue(args.speed)
+    await asyncio.sleep(0.5)  # the readouts (heatmap, typicality) of the whole digit
+    if not c.animate():
+        raise SystemExit(f"cannot animate: {c.message}")
+    total = c.anim.total
+    for _ in range(int(args.seconds * 10)):
+        if c.anim is None or c.anim_done >= args.fraction * total:
+            break
+        await asyncio.sleep(0.1)
+    await shoot(window, args)
+    c.stop_animation()
+
+
 async def demo(window, args) -> None:
+    if args.canvas is not None:
+        await canvas_demo(window, args)
+        return
     if args.playground:
         p = window.playground
         window.tabs.setCurrentWidget(p)
@@ -70,6 +105,12 @@ def main() -> None:
     p.add_argument("--playground", help="models to train side by side in the density playground")
     p.add_argument("--toy", default="8gaussians")
     p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--canvas", nargs="?", const="", metavar="FAMILY",
+                   help="open the Canvas tab and animate a completion (with the FAMILY model, if given)")
+    p.add_argument("--digit", type=int, help="canvas: which validation digit (default: a random one)")
+    p.add_argument("--fraction", type=float, default=0.5, help="canvas: shoot when this share of pixels is drawn")
+    p.add_argument("--speed", type=int, default=7, help="canvas: speed slider, 2**SPEED pixels per second")
+    p.add_argument("--candidates", type=int, default=9, help="canvas: completions drawn side by side")
     args = p.parse_args()
     app = make_app()
     loop = qasync.QEventLoop(app)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.data import toy
+from core.data import toy, waves
 from core.data.download import Cancelled, DownloadError, Progress, download
 from core.data.errors import DataError
 from core.protocol import DataKind
@@ -36,6 +36,9 @@ class Dataset:
     valid: np.ndarray
     image_shape: tuple[int, int] | None = None
     meta: dict = field(default_factory=dict)
+    #: class labels (int64, one per example) of labelled sets, for class-conditional models
+    train_labels: np.ndarray | None = None
+    valid_labels: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -48,6 +51,7 @@ class DatasetInfo:
     kind: DataKind
     description: str
     needs_file: bool  # True when it must be downloaded or given as a path
+    labelled: bool = False  # True when it has train_labels / valid_labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +210,11 @@ DATASETS: dict[str, DatasetInfo] = {
                         "28x28 binary images of random bars (built in, instant)", False),
     "binarized_mnist": DatasetInfo("binarized_mnist", DataKind.BINARY_IMAGE,
                                    "binarized MNIST, Larochelle split (50k train / 10k valid)", True),
+    "mnist_digits": DatasetInfo("mnist_digits", DataKind.BINARY_IMAGE,
+                                "labelled MNIST digits, binarized (9k train / 1k valid, with labels)", True,
+                                labelled=True),
     **{name: DatasetInfo(name, _TOY_KIND[spec.dim], spec.description, False) for name, spec in TOY_SETS.items()},
+    "waves": DatasetInfo("waves", DataKind.SEQUENCE, waves.DESCRIPTION, False),
 }
 
 
@@ -305,8 +313,15 @@ def load(name: str, path: str | os.PathLike | None = None, *, n: int | None = No
         raise DataError(f"unknown data set {name!r}; known: {sorted(DATASETS)}")
     if name == "binarized_mnist":
         return binarized_mnist(path, progress=progress, cancelled=cancelled)
+    if name == "mnist_digits":
+        from core.data.mnist_digits import mnist_digits  # imports this package: loaded on use
+
+        return mnist_digits(path, progress=progress, cancelled=cancelled)
     if name in TOY_SETS:
         return _load_toy(name, n, seed, noise, text)
+    if name == "waves":  # sequences (core.data.waves); ``noise`` overrides its default
+        train, valid, meta = waves.load(n, seed, noise)
+        return Dataset(name, DataKind.SEQUENCE, train, valid, None, meta)
     n = n or 4000
     n_valid = max(1, n // 4)
     x = bars(n + n_valid, seed=seed)

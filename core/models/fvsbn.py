@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
 from core.registry import register
 
 
@@ -43,23 +43,34 @@ class FVSBN(GenerativeModel):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return x @ (self.weight * self.mask) + self.bias
 
+    def pixel_log_prob(self, x):
+        x = self.check_batch(x).reshape(len(x), self.dim)
+        return -F.binary_cross_entropy_with_logits(self.logits(x), x, reduction="none")
+
     def log_prob(self, x):
-        x = self.check_batch(x)
-        return -F.binary_cross_entropy_with_logits(self.logits(x), x, reduction="none").sum(1)
+        return self.pixel_log_prob(x).sum(1)
 
     @torch.no_grad()
-    def complete(self, x, known, n=1, generator=None):
-        """Sample the unknown pixels in raster order, keeping the known ones."""
-        x = self.check_batch(x.reshape(-1, self.dim)).repeat_interleave(n, 0)
-        known = known.reshape(-1, self.dim).to(self.device, torch.bool).repeat_interleave(n, 0)
+    def complete_steps(self, x, known, n=1, generator=None):
+        """Sample the unknown pixels in raster order, keeping the known ones: one step per pixel."""
+        x, known = self.completion_inputs(x, known, n)
         w = self.weight * self.mask
-        for i in range(self.dim):
+        todo = torch.nonzero(~known.all(0)).flatten().tolist()
+        for done, i in enumerate(todo, 1):
             p = torch.sigmoid(x @ w[:, i] + self.bias[i])
             draw = torch.bernoulli(p, generator=generator)
             x[:, i] = torch.where(known[:, i], x[:, i], draw)
-        return x
+            yield CompletionStep(i, p, x, done, len(todo))
+
+    @torch.no_grad()
+    def complete(self, x, known, n=1, generator=None):
+        """(N * n, D): the unknown pixels sampled in raster order, the known ones kept."""
+        out, _ = self.completion_inputs(x, known, n)
+        for step in self.complete_steps(x, known, n, generator):
+            out = step.x
+        return out
 
     @torch.no_grad()
     def sample(self, n, generator=None):
-        zeros = torch.zeros(n, self.dim, device=self.device)
-        return self.complete(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, generator)
+        zeros = torch.zeros(n, *self.data_shape, device=self.device)
+        return self.complete(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, generator).reshape(n, *self.data_shape)

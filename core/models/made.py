@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
 from core.registry import register
 
 Degrees = tuple[torch.Tensor, list[torch.Tensor]]  # (input ranks (D,), hidden degrees per layer)
@@ -54,6 +54,9 @@ class MADE(GenerativeModel):
             HParam("ensemble", "int", 1, 1, 64,
                    help="masks whose likelihoods are averaged at evaluation (at most `masks`)"),
             HParam("seed", "int", 0, 0, 2**31 - 1, help="seed of the masks"),
+            HParam("direct", "bool", False,
+                   help="add direct input-to-output connections, masked the same way (an FVSBN "
+                        "beside the hidden layers)"),
             HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
             HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
         ),
@@ -65,6 +68,8 @@ class MADE(GenerativeModel):
         sizes = [d] + [h] * n_layers
         self.hidden_layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out = nn.Linear(h, d)
+        # direct[d, j]: the effect of input j on output d, used where j comes before d
+        self.direct = nn.Parameter(torch.zeros(d, d)) if self.hparams.get("direct") else None
         self.n_masks = int(self.hparams["masks"])
         self.n_ensemble = min(int(self.hparams["ensemble"]), self.n_masks)
         orders, hidden = self._make_degrees(d, h, n_layers, self.n_masks, int(self.hparams["seed"]),
@@ -130,7 +135,15 @@ class MADE(GenerativeModel):
         h = x.unsqueeze(0).expand(len(ks), -1, -1)
         for layer, mask in zip(self.hidden_layers, masks):
             h = F.relu(torch.baddbmm(layer.bias[:, None].T, h, (layer.weight * mask).transpose(1, 2)))
-        return torch.baddbmm(self.out.bias[:, None].T, h, (self.out.weight * masks[-1]).transpose(1, 2))
+        out = torch.baddbmm(self.out.bias[:, None].T, h, (self.out.weight * masks[-1]).transpose(1, 2))
+        if self.direct is not None:
+            out = out + torch.bmm(x.unsqueeze(0).expand(len(ks), -1, -1), (self.direct * self.direct_mask(orders)).transpose(1, 2))
+        return out
+
+    @staticmethod
+    def direct_mask(order: torch.Tensor) -> torch.Tensor:
+        """(..., D, D) 0/1: output d may read input j when j's rank is below d's."""
+        return (order[..., :, None] > order[..., None, :]).float()
 
     def log_prob_masks(self, x: torch.Tensor, ks: list[int]) -> torch.Tensor:
         """Per-mask log-likelihoods, (K, N)."""
@@ -152,52 +165,84 @@ class MADE(GenerativeModel):
         self.mask_index.fill_((int(self.mask_index) + 1) % self.n_masks)
         return out
 
+    def pixel_log_prob(self, x):
+        """(N, D) terms summing to ``log_prob``. One mask: the chain-rule terms
+        ``log p(x_d | x_<d)``. An ensemble of K masks has no single chain rule (each mask orders
+        the pixels its own way), so each pixel gets the masks' terms weighted by their posterior
+        ``w_k = p_k(x) / sum_j p_j(x)``; that sums to ``sum_k w_k log p_k(x)``, which falls short of
+        ``log mean_k p_k(x)`` by ``KL(w || uniform)``, spread evenly over the pixels."""
+        x = self.check_batch(x).reshape(len(x), self.dim)
+        ks = list(range(self.n_ensemble))
+        logits = self._logits(x, ks)
+        terms = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")  # (K, N, D)
+        if len(ks) == 1:
+            return terms[0]
+        lp = terms.sum(-1)  # (K, N)
+        w = torch.softmax(lp, 0)
+        mixed = (w[..., None] * terms).sum(0)
+        gap = (torch.logsumexp(lp, 0) - math.log(len(ks))) - (w * lp).sum(0)  # -KL(w || uniform)
+        return mixed + gap[:, None] / self.dim
+
     # -- sampling and completion -----------------------------------------------------------------
     @torch.no_grad()
-    def _fill(self, x: torch.Tensor, known: torch.Tensor, deg: Degrees,
-              generator: torch.Generator | None) -> torch.Tensor:
-        """Sample ``x``'s unknown pixels (``known``: bool (D,), shared by all rows) one at a time
-        in the ordering ``deg``: one pass per unknown pixel. The first layer's pre-activation is
-        updated incrementally (a column per new pixel); the layers above and the one output row
-        needed are recomputed."""
+    def _fill_steps(self, x: torch.Tensor, known: torch.Tensor, deg: Degrees,
+                    generator: torch.Generator | None):
+        """Sample ``x``'s unknown pixels in place (``known``: bool (D,), shared by all rows) one at
+        a time in the ordering ``deg``, yielding ``(pixel, p)`` after each: one pass per unknown
+        pixel. The first layer's pre-activation is updated incrementally (a column per new pixel);
+        the layers above and the one output row needed are recomputed."""
         masks = self.masks_from_degrees(deg)
         w1 = self.hidden_layers[0].weight * masks[0]  # (H, D)
+        w1t = w1.t().contiguous()  # (D, H): row d is pixel d's input weights
         wout = self.out.weight * masks[-1]  # (D, H)
+        upper = [(layer.weight * mask, layer.bias) for layer, mask in zip(self.hidden_layers[1:], masks[1:-1])]
+        bias = self.out.bias
+        direct = None if self.direct is None else self.direct * self.direct_mask(deg[0])  # (D, D)
         known = known.to(x.device, torch.bool)
-        x = torch.where(known, x, torch.zeros_like(x))
-        a = F.linear(x, w1, self.hidden_layers[0].bias)  # unknown pixels are 0: they add nothing yet
+        x.mul_(known)  # unknown pixels are 0: they add nothing to the pre-activation yet
+        a = F.linear(x, w1, self.hidden_layers[0].bias)
         unknown = torch.nonzero(~known).flatten()
         for d in unknown[torch.argsort(deg[0][unknown])].tolist():
             h = F.relu(a)
-            for layer, mask in zip(self.hidden_layers[1:], masks[1:-1]):
-                h = F.relu(F.linear(h, layer.weight * mask, layer.bias))
-            p = torch.sigmoid(h @ wout[d] + self.out.bias[d])
+            for w, b in upper:
+                h = F.relu(F.linear(h, w, b))
+            logit = torch.mv(h, wout[d]).add_(bias[d])
+            if direct is not None:
+                logit.add_(torch.mv(x, direct[d]))
+            p = logit.sigmoid_()
             draw = torch.bernoulli(p, generator=generator)
             x[:, d] = draw
-            a += draw[:, None] * w1[:, d]
+            a.addr_(draw, w1t[d])
+            yield d, p
+
+    def _fill(self, x, known, deg, generator):
+        for _ in self._fill_steps(x, known, deg, generator):
+            pass
         return x
 
-    def _as_rows(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        if tuple(x.shape) == self.data_shape:
-            x = x.unsqueeze(0)
-        if x.dim() != len(self.data_shape) + 1 or tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(f"MADE expects {name} of shape ({', '.join(map(str, self.data_shape))}) or "
-                             f"(N, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
-        return x.reshape(len(x), self.dim)
+    @torch.no_grad()
+    def complete_steps(self, x, known, n=1, generator=None):
+        """Like ``complete``, one :class:`CompletionStep` per drawn pixel. Rows with different
+        known pixels are completed one group after the other (each in its own ordering)."""
+        x, known = self.completion_inputs(x, known, n)
+        patterns, which = torch.unique(known, dim=0, return_inverse=True)
+        groups = [(pattern, torch.nonzero(which == j).flatten()) for j, pattern in enumerate(patterns)]
+        total = sum(int((~pattern).sum()) for pattern, _ in groups)
+        done = 0
+        for pattern, rows in groups:
+            sub = x[rows]
+            for d, p in self._fill_steps(sub, pattern, self.order_for(pattern), generator):
+                x[rows, d] = sub[:, d]
+                full = torch.full((len(x),), math.nan, device=x.device)
+                full[rows] = p
+                done += 1
+                yield CompletionStep(d, full, x, done, total)
 
     @torch.no_grad()
     def complete(self, x, known, n=1, generator=None):
         """``n`` candidates per row of ``x`` ((N, D) or (D,)), the ``known`` pixels (bool, same
         shape) kept exactly; returns (N * n, D), the candidates of row i at ``i*n:(i+1)*n``."""
-        n = int(n)
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        if tuple(known.shape) != tuple(x.shape):
-            raise ValueError(f"known has shape {tuple(known.shape)}, x has {tuple(x.shape)}")
-        x = self.check_batch(self._as_rows(x, "x"))
-        known = self._as_rows(known, "known").to(self.device, torch.bool)
-        x = x.repeat_interleave(n, 0)
-        known = known.repeat_interleave(n, 0)
+        x, known = self.completion_inputs(x, known, n)
         patterns, which = torch.unique(known, dim=0, return_inverse=True)
         for j, pattern in enumerate(patterns):
             rows = torch.nonzero(which == j).flatten()
