@@ -330,7 +330,11 @@ class Trainer:
             now = time.perf_counter()
             if cfg.visuals_every_s is not None and (now - last_visual >= cfg.visuals_every_s
                                                     or self.step == self.total_steps):
-                arrays, last_visual = self._visuals(), now
+                arrays = self._visuals()
+                # a slow sampler (PixelCNN: a pass per pixel) must not starve training: the
+                # views get at most ~10 % of the time (0 s asks for visuals at every step)
+                cost = time.perf_counter() - now if cfg.visuals_every_s > 0 else 0.0
+                last_visual = now + max(0.0, 9 * cost - cfg.visuals_every_s)
             if cfg.checkpoint_path and (self.step == self.total_steps
                                         or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)):
                 self.save(cfg.checkpoint_path)

@@ -168,6 +168,8 @@ def scan_weights(folder: Path, canvas_shape: tuple[int, int] = CANVAS_SHAPE) -> 
     for path in sorted(folder.glob("*.safetensors")):
         try:
             meta = engine.read_checkpoint_meta(path)
+            if (meta.get("data") or {}).get("kind") == DataKind.SEQUENCE.value:
+                continue  # the Sequences tab's models share the folder: not a problem
             reason = check_meta(meta, canvas_shape)
             if reason is not None:
                 problems.append(f"{path.name} skipped: {reason}")

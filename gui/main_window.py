@@ -507,12 +507,18 @@ class MainWindow(QMainWindow):
         return self._spawn(self._sample(self.model, shape))
 
     async def _sample(self, model: GenerativeModel, image_shape) -> None:
-        if not image_shape or "sample" not in model.capabilities():
+        sequence = DataKind.SEQUENCE in model.info.data_kinds
+        if not (image_shape or sequence) or "sample" not in model.capabilities():
+            self.statusBar().showMessage(f"{model.info.name} cannot draw samples here "
+                                         "(the density playground shows point models)", 4000)
             return
         try:
-            arrays = await in_thread(model.visuals, 64)
+            arrays = await in_thread(model.visuals, 16 if sequence else 64)
         except Exception as exc:
             self.show_error("Could not sample", f"{type(exc).__name__}: {exc}")
+            return
+        if sequence:
+            self.training_view.show_curves(arrays["samples"], f"{len(arrays['samples'])} samples from {model.info.name}")
             return
         self.training_view.show_samples(arrays["samples"], tuple(image_shape),
                                         f"{len(arrays['samples'])} samples from {model.info.name}",

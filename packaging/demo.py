@@ -47,7 +47,10 @@ async def canvas_demo(window, args) -> None:
     c.row_spin.setValue(c.shape[0] // 2)
     c.n_spin.setValue(args.candidates)
     c.speed.setValue(args.speed)
-    await asyncio.sleep(0.5)  # the readouts (heatmap, typicality) of the whole digit
+    for _ in range(300):  # the readouts (heatmap, typicality) of the whole digit
+        await asyncio.sleep(0.1)
+        if c.readouts_current():
+            break
     if not c.animate():
         raise SystemExit(f"cannot animate: {c.message}")
     total = c.anim.total

@@ -132,6 +132,29 @@ def test_visuals_arrays(bars):
         assert set(np.unique(samples)) <= {0.0, 1.0}
 
 
+class SlowVisuals(FVSBN):
+    """Sampling that takes 50 ms, like PixelCNN's pass per pixel."""
+
+    def visuals(self, n=64, generator=None, bounds=None, res=96):
+        time.sleep(0.05)
+        return {"samples": np.zeros((1, *self.data_shape), np.float32)}
+
+
+def test_slow_visuals_get_at_most_a_tenth_of_the_time():
+    data = tiny_data()
+    model = SlowVisuals(data.shape, FVSBN.info.validate({}))
+    t0 = time.perf_counter()
+    shown = 0
+    for s in Trainer(model, data, cfg(max_steps=100_000, visuals_every_s=0.01)).run():
+        shown += bool(s.arrays)
+        if time.perf_counter() - t0 > 1.5:
+            break
+    elapsed = time.perf_counter() - t0
+    # one every 9 x 50 ms at most (plus the first): the views took <= ~10 % of the run
+    assert 1 <= shown <= elapsed / 0.45 + 1.5
+    assert shown * 0.05 <= 0.15 * elapsed
+
+
 def test_no_visuals_when_disabled():
     data = tiny_data()
     snaps = list(Trainer(registry.create("fvsbn", data.shape), data, cfg(max_steps=4)).run())

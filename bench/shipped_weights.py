@@ -1,0 +1,73 @@
+"""The table of the weights that ship in resources/weights, from their own records.
+
+    python -m bench.shipped_weights [--no-write]
+
+Every shipped checkpoint was trained with ``python main.py train ... --record``, which writes
+the command, wall time, threads, device and the held-out NLL (the whole validation split) into
+the checkpoint and its JSON sidecar. This script only gathers them into BENCHMARKS.md, beside the
+issue-4 goals (validation NLL, nats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bench.report import ROOT, write_section
+
+#: issue 4's goals on the binarized MNIST validation split (nats), by file name
+GOALS = {"fvsbn": 98.0, "nade": 89.5, "made": 89.5, "made-ensemble": 88.0, "pixelcnn": 86.0}
+
+
+def rows() -> list[dict]:
+    out = []
+    for side in sorted((ROOT / "resources" / "weights").glob("*.json")):
+        meta = json.loads(side.read_text())
+        training = meta.get("training") or {}
+        valid = meta.get("valid") or {}
+        out.append({
+            "file": side.with_suffix(".safetensors").name, "family": meta["family"],
+            "data": (meta.get("data") or {}).get("name"),
+            "hparams": {k: v for k, v in meta["hparams"].items() if k not in ("lr", "batch_size")},
+            "command": training.get("command"), "wall_s": training.get("wall_s"),
+            "threads": training.get("threads"), "device": training.get("device"),
+            "steps": training.get("steps"), "best_step": training.get("best_step"),
+            "nll": valid.get("nll_nats"), "n": valid.get("n"), "goal": GOALS.get(side.stem),
+        })
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    lines = [
+        "## Shipped weights",
+        "",
+        "`python -m bench.shipped_weights`: gathered from the records that `main.py train --record` wrote "
+        "into each checkpoint in `resources/weights` (held-out NLL on the whole validation split, in nats; "
+        "for the WaveNet, nats per 128-step sequence of the continuous density). Every one was trained on "
+        "this project's CPU machine (2 cores shared with other jobs), one torch thread; no GPU was lent.",
+        "",
+        "| file | data | valid NLL | goal | met | steps (best) | wall time | hyperparameters |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows():
+        nll = "n/a" if r["nll"] is None else f"{r['nll']:.2f}"
+        goal = "" if r["goal"] is None else f"<= {r['goal']:g}"
+        met = "" if r["goal"] is None or r["nll"] is None else ("yes" if r["nll"] <= r["goal"] else "**no**")
+        wall = "n/a" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f} min"
+        hp = ", ".join(f"{k}={v}" for k, v in r["hparams"].items())
+        lines.append(f"| `{r['file']}` | {r['data']} | {nll} | {goal} | {met} | {r['steps']} ({r['best_step']}) "
+                     f"| {wall} | {hp} |")
+    lines += ["", "Commands, exactly as recorded:", ""]
+    for r in rows():
+        lines.append(f"- `{r['file']}`: `{r['command']}`")
+    text = "\n".join(lines)
+    if not args.no_write:
+        write_section("shipped_weights", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

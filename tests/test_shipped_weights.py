@@ -1,0 +1,76 @@
+"""The weights that ship in resources/weights: each loads, says how it was made, and scores on
+held-out data what its record says (the 500 validation digits in resources/digits are a
+subset of the validation split the record was measured on)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import data as datasets
+from core import engine
+from core.protocol import DataKind
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = sorted((ROOT / "resources" / "weights").glob("*.safetensors"))
+DIGITS = ROOT / "resources" / "digits" / "valid_sample.npz"
+
+
+def _digits() -> np.ndarray:
+    with np.load(DIGITS, allow_pickle=False) as f:
+        return np.unpackbits(f["images"], axis=1)[:, :784]
+
+
+def test_something_ships():
+    families = {engine.read_checkpoint_meta(p)["family"] for p in WEIGHTS}
+    assert {"fvsbn", "wavenet"} <= families
+
+
+@pytest.mark.parametrize("path", WEIGHTS, ids=[p.stem for p in WEIGHTS])
+def test_shipped_checkpoint_is_recorded_and_scores_as_recorded(path):
+    meta = engine.read_checkpoint_meta(path)
+    training = meta["training"]
+    assert training["command"].startswith("python main.py train ")
+    assert training["wall_s"] > 0
+    assert json.loads(path.with_suffix(".json").read_text())["family"] == meta["family"]
+    model, _ = engine.load_checkpoint(path)
+    recorded = meta["valid"]["nll_nats"]
+    if meta["data"]["kind"] == DataKind.BINARY_IMAGE.value:
+        x = _digits()[:200]
+        labels = None
+        if model.info.conditional:
+            pytest.skip("conditional weights are scored on labelled digits below")
+        got = engine.evaluate(model, x)["nll_nats"]
+        # mean of 200 per-digit NLLs (std ~ 25 nats) against the full split's: well within 8
+        assert abs(got - recorded) < 8, (got, recorded)
+        p = meta["valid_nll_percentiles"]
+        assert len(p) == 101 and p == sorted(p) and p[0] < recorded < p[100]
+        known = torch.ones(1, 784, dtype=torch.bool)
+        known[0, -28:] = False  # the last row
+        xt = torch.from_numpy(x[:1]).float()
+        out = model.complete(xt, known, 2, torch.Generator().manual_seed(0))
+        assert torch.equal(out[:, :-28], xt[:, :-28].expand(2, -1))
+    else:
+        ds = datasets.load(meta["data"]["name"])
+        got = engine.evaluate(model, ds.valid[:200])["nll_nats"]
+        assert abs(got - recorded) < 0.1 * abs(recorded) + 5, (got, recorded)
+    assert math.isfinite(got)
+
+
+def test_eval_command_scores_a_shipped_checkpoint(tmp_path):
+    path = next(p for p in WEIGHTS if engine.read_checkpoint_meta(p)["family"] == "fvsbn")
+    np.savez(tmp_path / "digits.npz", valid=_digits()[:100])
+    out = subprocess.run([sys.executable, "main.py", "eval", "--checkpoint", str(path), "--data",
+                          str(tmp_path / "digits.npz")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["family"] == "fvsbn" and result["n"] == 100
+    assert 40 < result["nll_nats"] < 200 and result["bits_per_dim"] == pytest.approx(
+        result["nll_nats"] / (784 * math.log(2)))
