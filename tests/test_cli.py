@@ -266,3 +266,52 @@ def test_in_process_no_command(capsys):
         cli.main([])
     assert exc.value.code == 2
     assert "train, eval or list" in capsys.readouterr().err
+
+
+# -- train: early stopping, schedules, fine-tuning, model cards ---------------------------------
+
+def test_lr_schedule_warms_up_then_decays():
+    lrs = [cli._lr_at(s, 100, 1.0, "cosine", 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.02, abs=0.01)
+    assert cli._lr_at(50, 100, 0.5, "constant", 0) == 0.5
+
+
+def test_train_keep_best_record_and_fine_tune(tmp_path, capsys):
+    out = tmp_path / "f.safetensors"
+    rc = cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "12", "--eval-every", "3",
+                   "--eval-size", "200", "--keep-best", "--record", "--schedule", "cosine", "--warmup", "2",
+                   "--lr", "0.05", "--num-threads", "1", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    meta = engine.read_checkpoint_meta(out)
+    assert meta["training"]["command"].startswith("python main.py train fvsbn --data bars")
+    assert meta["training"]["best_step"] == result["best_step"] and 3 <= result["best_step"] <= 12
+    assert meta["hparams"]["lr"] == 0.05  # the base rate, not the schedule's last value
+    p = meta["valid_nll_percentiles"]
+    assert len(p) == 101 and p == sorted(p)
+    # the kept weights are the best evaluated ones, and score what the record says
+    model, _ = engine.load_checkpoint(out)
+    ds = datasets.load("bars")
+    assert engine.evaluate(model, ds.valid)["nll_nats"] == pytest.approx(meta["valid"]["nll_nats"], rel=1e-5)
+
+    tuned = tmp_path / "g.safetensors"
+    assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "5", "--init", str(out),
+                     "--out", str(tuned)]) == 0
+    capsys.readouterr()
+    assert engine.evaluate(engine.load_checkpoint(tuned)[0], ds.valid)["nll_nats"] < \
+        engine.evaluate(registry_fresh("fvsbn", ds), ds.valid)["nll_nats"]  # it started from the weights
+
+    assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "1", "--init", str(out),
+                     "--hp", "weight_decay=0.001", "--out", str(tuned)]) == 2
+    assert "cannot change when fine-tuning" in capsys.readouterr().err
+    assert cli.main(["train", "nade", "--data", "bars", "--max-steps", "1", "--init", str(out),
+                     "--out", str(tuned)]) == 2
+    assert "not 'nade'" in capsys.readouterr().err
+
+
+def registry_fresh(key, ds):
+    from core import registry
+
+    return registry.create(key, ds.shape, ds.kind)

@@ -183,3 +183,16 @@ def test_wrong_shapes_raise_value_error():
         model.complete(torch.zeros(6), torch.zeros(6, dtype=torch.bool), n=0)
     with pytest.raises(ValueError):
         registry.create("made", (6,), layers=4)
+
+
+def test_weight_decay_shrinks_the_weights_not_the_biases():
+    m = registry.create("made", (6,), hidden=5, weight_decay=0.5, lr=0.1)
+    opt = m.configure_optimizer(0.1)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.fill_(1.0)
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)  # no data: only the decay moves anything
+    opt.step()
+    assert torch.allclose(m.out.weight, torch.full_like(m.out.weight, 1 - 0.1 * 0.5))
+    assert torch.equal(m.out.bias, torch.ones_like(m.out.bias))

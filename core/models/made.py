@@ -54,6 +54,8 @@ class MADE(GenerativeModel):
             HParam("ensemble", "int", 1, 1, 64,
                    help="masks whose likelihoods are averaged at evaluation (at most `masks`)"),
             HParam("seed", "int", 0, 0, 2**31 - 1, help="seed of the masks"),
+            HParam("weight_decay", "float", 0.0, 0.0, 1.0,
+                   help="decoupled weight decay (AdamW) on the weight matrices, not the biases"),
             HParam("direct", "bool", False,
                    help="add direct input-to-output connections, masked the same way (an FVSBN "
                         "beside the hidden layers)"),
@@ -79,6 +81,15 @@ class MADE(GenerativeModel):
         for i, deg in enumerate(hidden):
             self.register_buffer(f"degrees{i}", deg, persistent=False)  # (masks, H)
         self.register_buffer("mask_index", torch.zeros((), dtype=torch.long))
+
+    def configure_optimizer(self, lr):
+        """AdamW: decay the weight matrices (hidden, output, direct), never the biases."""
+        decay = float(self.hparams.get("weight_decay", 0.0))
+        matrices = [p for p in self.parameters() if p.dim() == 2]
+        biases = [p for p in self.parameters() if p.dim() != 2]
+        self.optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": decay},
+                                            {"params": biases, "weight_decay": 0.0}], lr=lr)
+        return self.optimizer
 
     # -- masks -----------------------------------------------------------------------------------
     @staticmethod
