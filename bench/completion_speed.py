@@ -29,7 +29,7 @@ from core import engine, registry
 from core.protocol import DataKind
 
 MODELS = [("nade", "nade.safetensors", {}), ("made", "made.safetensors", {}),
-          ("pixelcnn", "pixelcnn.safetensors", {"channels": 48, "blocks": 6}),
+          ("pixelcnn", "pixelcnn.safetensors", {"channels": 32, "blocks": 12}),
           ("pixelrnn", "pixelrnn.safetensors", {}), ("fvsbn", "fvsbn.safetensors", {})]
 
 
