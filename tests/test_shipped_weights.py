@@ -44,9 +44,8 @@ def test_shipped_checkpoint_is_recorded_and_scores_as_recorded(path):
     recorded = meta["valid"]["nll_nats"]
     if meta["data"]["kind"] == DataKind.BINARY_IMAGE.value:
         x = _digits()[:200]
-        labels = None
         if model.info.conditional:
-            pytest.skip("conditional weights are scored on labelled digits below")
+            pytest.skip("conditional weights are scored on labelled digits: see the next test")
         got = engine.evaluate(model, x)["nll_nats"]
         # mean of 200 per-digit NLLs (std ~ 25 nats) against the full split's: well within 8
         assert abs(got - recorded) < 8, (got, recorded)
@@ -74,3 +73,19 @@ def test_eval_command_scores_a_shipped_checkpoint(tmp_path):
     assert result["family"] == "fvsbn" and result["n"] == 100
     assert 40 < result["nll_nats"] < 200 and result["bits_per_dim"] == pytest.approx(
         result["nll_nats"] / (784 * math.log(2)))
+
+
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs the MNIST t10k files in ../shared/data/mnist")
+def test_shipped_conditional_model_scores_as_recorded_and_uses_its_labels():
+    path = ROOT / "resources" / "weights" / "cnade-digits.safetensors"
+    model, meta = engine.load_checkpoint(path, family="cnade")
+    ds = datasets.load("mnist_digits", path=SHARED_MNIST)
+    got = engine.evaluate(model, ds.valid, labels=ds.valid_labels)
+    assert got["nll_nats"] == pytest.approx(meta["valid"]["nll_nats"], abs=1e-3)
+    wrong = engine.evaluate(model, ds.valid, labels=(ds.valid_labels + 1) % 10)
+    assert wrong["nll_nats"] > got["nll_nats"] + 5  # the digit class tells it a lot
+    samples = model.sample(20, torch.Generator().manual_seed(0), labels=torch.arange(20) % 10)
+    assert samples.shape == (20, 784) and set(torch.unique(samples).tolist()) <= {0.0, 1.0}
