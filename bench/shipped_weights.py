@@ -33,8 +33,18 @@ def rows() -> list[dict]:
             "threads": training.get("threads"), "device": training.get("device"),
             "steps": training.get("steps"), "best_step": training.get("best_step"),
             "nll": valid.get("nll_nats"), "n": valid.get("n"), "goal": GOALS.get(side.stem),
+            "chain": _chain(training),
         })
     return out
+
+
+def _chain(training: dict) -> list[dict]:
+    """The training records from the first run to this one (``--init`` fine-tuning nests them)."""
+    out = []
+    while training:
+        out.append(training)
+        training = (training.get("init") or {}).get("training")
+    return out[::-1]
 
 
 def main() -> None:
@@ -46,7 +56,8 @@ def main() -> None:
         "",
         "`python -m bench.shipped_weights`: gathered from the records that `main.py train --record` wrote "
         "into each checkpoint in `resources/weights` (held-out NLL on the whole validation split, in nats; "
-        "for the WaveNet, nats per 128-step sequence of the continuous density). Every one was trained on "
+        "for the WaveNet, nats per 128-step sequence of the continuous density; for the conditional NADE, "
+        "log p(x | digit) on the 1000 held-out digits of its own labelled set). Every one was trained on "
         "this project's CPU machine (2 cores shared with other jobs), one torch thread; no GPU was lent.",
         "",
         "| file | data | valid NLL | goal | met | steps (best) | wall time | hyperparameters |",
@@ -56,13 +67,17 @@ def main() -> None:
         nll = "n/a" if r["nll"] is None else f"{r['nll']:.2f}"
         goal = "" if r["goal"] is None else f"<= {r['goal']:g}"
         met = "" if r["goal"] is None or r["nll"] is None else ("yes" if r["nll"] <= r["goal"] else "**no**")
-        wall = "n/a" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f} min"
+        walls = [t.get("wall_s") for t in r["chain"]]
+        wall = "n/a" if None in walls or not walls else f"{sum(walls) / 60:.1f} min"
+        if len(walls) > 1:
+            wall += f" ({len(walls)} runs)"
         hp = ", ".join(f"{k}={v}" for k, v in r["hparams"].items())
         lines.append(f"| `{r['file']}` | {r['data']} | {nll} | {goal} | {met} | {r['steps']} ({r['best_step']}) "
                      f"| {wall} | {hp} |")
     lines += ["", "Commands, exactly as recorded:", ""]
     for r in rows():
-        lines.append(f"- `{r['file']}`: `{r['command']}`")
+        cmds = [t.get("command") for t in r["chain"]] or [None]
+        lines.append(f"- `{r['file']}`: " + ", then ".join(f"`{c}`" for c in cmds))
     text = "\n".join(lines)
     if not args.no_write:
         write_section("shipped_weights", text)

@@ -129,6 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.init:
         # fine-tune: the checkpoint's weights and hyperparameters, with the ones given here on top
         model, meta = engine.load_checkpoint(args.init, family=args.family)
+        init_record = {"checkpoint": str(args.init), "training": meta.get("training"), "valid": meta.get("valid")}
         merged = info.validate({**meta["hparams"], **hp})
         fixed = {h.name for h in info.all_hparams() if not h.live and h.name != "batch_size"}
         changed = sorted(k for k in fixed if merged[k] != model.hparams.get(k))
@@ -193,6 +194,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                               "device": result["device"], "steps": trainer.step, "best_step": result.get("best_step"),
                               "threads": args.num_threads, "cpu_count": os.cpu_count()},
                  "valid": result.get("valid")}
+        if args.init:  # fine-tuned: how the starting weights were made, too
+            extra["training"]["init"] = init_record
         if info.likelihood is not Likelihood.NONE and ds.kind is DataKind.BINARY_IMAGE:
             extra["valid_nll_percentiles"] = valid_percentiles(model, ds.valid)
         metrics = dict(trainer.metrics)

@@ -298,8 +298,10 @@ def test_train_keep_best_record_and_fine_tune(tmp_path, capsys):
 
     tuned = tmp_path / "g.safetensors"
     assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "5", "--init", str(out),
-                     "--out", str(tuned)]) == 0
+                     "--record", "--out", str(tuned)]) == 0
     capsys.readouterr()
+    init = engine.read_checkpoint_meta(tuned)["training"]["init"]
+    assert init["checkpoint"] == str(out) and init["training"]["command"] == meta["training"]["command"]
     assert engine.evaluate(engine.load_checkpoint(tuned)[0], ds.valid)["nll_nats"] < \
         engine.evaluate(registry_fresh("fvsbn", ds), ds.valid)["nll_nats"]  # it started from the weights
 
