@@ -179,7 +179,9 @@ def scan_weights(folder: Path, canvas_shape: tuple[int, int] = CANVAS_SHAPE) -> 
             problems.append(f"{path.name} skipped: {exc}")
             continue
         model.eval()
-        models.append(CanvasModel(str(path), model.info.name, model, meta, path, _percentiles(meta), _valid_nll(meta)))
+        # the file name tells two checkpoints of one family apart ("MADE (made-ensemble)")
+        name = model.info.name if path.stem == model.info.key else f"{model.info.name} ({path.stem})"
+        models.append(CanvasModel(str(path), name, model, meta, path, _percentiles(meta), _valid_nll(meta)))
     return models, problems
 
 
