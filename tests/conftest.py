@@ -22,6 +22,9 @@ def aloop(qapp):
     QApplication.exit(), which would end every later local event loop at once."""
     import qasync
 
+    from gui.app import guard_gc
+
+    guard_gc(qapp)  # garbage collected only in the GUI thread, as in the app
     loop = qasync.QEventLoop(qapp, already_running=True)
     asyncio.set_event_loop(loop)
     yield loop
