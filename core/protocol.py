@@ -230,7 +230,11 @@ class GenerativeModel(torch.nn.Module):
 
     def complete(self, x: torch.Tensor, known: torch.Tensor, n: int = 1,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        raise NotImplementedError(f"{self.info.name} cannot complete a partial input")
+        """(N * n, D): ``n`` candidates per row of ``x`` (those of row i at ``i*n:(i+1)*n``), the
+        ``known`` pixels kept, the others drawn. By default what ``complete_steps`` ends with."""
+        if type(self).complete_steps is GenerativeModel.complete_steps:
+            raise NotImplementedError(f"{self.info.name} cannot complete a partial input")
+        return last_completion(self.complete_steps(x, known, n, generator), self.completion_inputs(x, known, n)[0])
 
     def complete_steps(self, x: torch.Tensor, known: torch.Tensor, n: int = 1,
                        generator: torch.Generator | None = None) -> Iterator["CompletionStep"]:
@@ -269,11 +273,14 @@ class GenerativeModel(torch.nn.Module):
     @classmethod
     def capabilities(cls) -> set[str]:
         """Names of the optional methods this family overrides."""
-        return {
+        names = {
             name for name in ("log_prob", "sample", "complete", "encode", "decode", "complete_steps",
                               "pixel_log_prob")
             if getattr(cls, name) is not getattr(GenerativeModel, name)
         }
+        if "complete_steps" in names:  # the default complete() runs them
+            names.add("complete")
+        return names
 
     @torch.no_grad()
     def density_grid(self, bounds: Sequence[tuple[float, float]], res: int) -> np.ndarray:
@@ -311,6 +318,14 @@ class CompletionStep:
     x: torch.Tensor  # (M, D) the candidates so far (the model's working tensor: copy to keep)
     done: int  # pixels drawn so far, this one included
     total: int  # pixels to draw in all
+
+
+def last_completion(steps: Iterator[CompletionStep], start: torch.Tensor) -> torch.Tensor:
+    """What a completion ends with: the last step's candidates, or ``start`` when no pixel is drawn."""
+    out = start
+    for step in steps:
+        out = step.x
+    return out
 
 
 def grid_points(bounds: Sequence[tuple[float, float]], res: int) -> np.ndarray:

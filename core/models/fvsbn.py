@@ -63,14 +63,6 @@ class FVSBN(GenerativeModel):
             yield CompletionStep(i, p, x, done, len(todo))
 
     @torch.no_grad()
-    def complete(self, x, known, n=1, generator=None):
-        """(N * n, D): the unknown pixels sampled in raster order, the known ones kept."""
-        out, _ = self.completion_inputs(x, known, n)
-        for step in self.complete_steps(x, known, n, generator):
-            out = step.x
-        return out
-
-    @torch.no_grad()
     def sample(self, n, generator=None):
         zeros = torch.zeros(n, *self.data_shape, device=self.device)
         return self.complete(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, generator).reshape(n, *self.data_shape)

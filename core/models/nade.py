@@ -110,15 +110,6 @@ class NADE(GenerativeModel):
             i += 1
 
     @torch.no_grad()
-    def complete(self, x, known, n=1, generator=None):
-        """(N * n, D): the unknown pixels sampled in raster order, the known ones kept; the
-        candidates of row i at ``i*n:(i+1)*n``."""
-        out, _ = self.completion_inputs(x, known, n)
-        for step in self.complete_steps(x, known, n, generator):
-            out = step.x
-        return out
-
-    @torch.no_grad()
     def sample(self, n, generator=None):
         zeros = torch.zeros(n, *self.data_shape, device=self.device)
         out = self.complete(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, generator)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, last_completion
 from core.registry import register
 
 
@@ -160,10 +160,8 @@ class PixelCNN(GenerativeModel):
     def complete(self, x, known, n=1, generator=None, naive: bool = False):
         """(N * n, D): the unknown pixels drawn in raster order, the known ones kept; the
         candidates of row i at ``i*n:(i+1)*n``."""
-        out, _ = self.completion_inputs(x, known, n)
-        for step in self.complete_steps(x, known, n, generator, naive=naive):
-            out = step.x
-        return out
+        steps = self.complete_steps(x, known, n, generator, naive=naive)
+        return last_completion(steps, self.completion_inputs(x, known, n)[0])
 
     @torch.no_grad()
     def sample(self, n, generator=None):

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, last_completion
 from core.registry import register
 
 
@@ -240,10 +240,8 @@ class WaveNet(GenerativeModel):
     def complete(self, x, known, n=1, generator=None):
         """(N * n, T): the unknown steps drawn in time order, the known values kept; the
         candidates of row i at ``i*n:(i+1)*n``."""
-        out = self.check_values(self.completion_inputs(x, known, n)[0])
-        for step in self.complete_steps(x, known, n, generator):
-            out = step.x
-        return out
+        start = self.check_values(self.completion_inputs(x, known, n)[0])
+        return last_completion(self.complete_steps(x, known, n, generator), start)
 
     @torch.no_grad()
     def sample(self, n, generator=None):
