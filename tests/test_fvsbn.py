@@ -163,3 +163,19 @@ def test_weight_decay_reaches_the_optimizer():
     opt = model.configure_optimizer(0.01)
     assert opt is model.optimizer
     assert opt.param_groups[0]["weight_decay"] == 0.005 and opt.param_groups[0]["lr"] == 0.01
+
+
+def test_input_dropout_changes_training_only():
+    d = 6
+    model = registry.create("fvsbn", (d,), dropout=0.5)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(d, d, generator=g))
+        model.bias.copy_(torch.randn(d, generator=g))
+    x = _all_binary(d)
+    torch.manual_seed(0)
+    a, b = model.loss(x).item(), model.loss(x).item()
+    assert a != b  # the inputs are dropped at random
+    assert model.log_prob(x).exp().sum().item() == pytest.approx(1.0, abs=1e-5)  # evaluation: no dropout
+    model.hparams["dropout"] = 0.0
+    assert model.loss(x).item() == pytest.approx(-model.log_prob(x).mean().item(), rel=1e-6)

@@ -25,6 +25,11 @@ class FVSBN(GenerativeModel):
         data_kinds=(DataKind.BINARY_IMAGE,),
         hparams=(
             HParam("weight_decay", "float", 0.0, 0.0, 1e-2, help="L2 penalty on the weights"),
+            HParam("l1", "float", 0.0, 0.0, 1e-2,
+                   help="L1 penalty on the weights, per example (sparse conditionals)"),
+            HParam("dropout", "float", 0.0, 0.0, 0.9,
+                   help="drop input pixels in training, scaling the rest (a regulariser that "
+                        "penalises weights on rarely-on pixels most; none at evaluation)"),
         ),
     )
 
@@ -49,6 +54,14 @@ class FVSBN(GenerativeModel):
 
     def log_prob(self, x):
         return self.pixel_log_prob(x).sum(1)
+
+    def loss(self, batch):
+        x = batch.reshape(len(batch), self.dim)
+        rate = float(self.hparams.get("dropout", 0.0))
+        inputs = F.dropout(x, rate, training=True) if rate else x
+        nll = F.binary_cross_entropy_with_logits(self.logits(inputs), x, reduction="none").sum(1).mean()
+        l1 = float(self.hparams.get("l1", 0.0))
+        return nll + l1 * (self.weight * self.mask).abs().sum() if l1 else nll
 
     @torch.no_grad()
     def complete_steps(self, x, known, n=1, generator=None):

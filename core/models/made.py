@@ -59,6 +59,8 @@ class MADE(GenerativeModel):
             HParam("direct", "bool", False,
                    help="add direct input-to-output connections, masked the same way (an FVSBN "
                         "beside the hidden layers)"),
+            HParam("dropout", "float", 0.0, 0.0, 0.9,
+                   help="dropout on the hidden units in training (a regulariser; none at evaluation)"),
             HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
             HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
         ),
@@ -137,8 +139,9 @@ class MADE(GenerativeModel):
         return new, hidden
 
     # -- likelihood ------------------------------------------------------------------------------
-    def _logits(self, x: torch.Tensor, ks: list[int]) -> torch.Tensor:
-        """Logits (K, N, D) of ``x`` (N, D) under masks ``ks``, all in one batched pass."""
+    def _logits(self, x: torch.Tensor, ks: list[int], dropout: float = 0.0) -> torch.Tensor:
+        """Logits (K, N, D) of ``x`` (N, D) under masks ``ks``, all in one batched pass;
+        ``dropout`` drops hidden units (training only)."""
         degs = [self.degrees(k) for k in ks]
         orders = torch.stack([o for o, _ in degs])
         hidden = [torch.stack([hs[i] for _, hs in degs]) for i in range(len(self.hidden_layers))]
@@ -146,6 +149,8 @@ class MADE(GenerativeModel):
         h = x.unsqueeze(0).expand(len(ks), -1, -1)
         for layer, mask in zip(self.hidden_layers, masks):
             h = F.relu(torch.baddbmm(layer.bias[:, None].T, h, (layer.weight * mask).transpose(1, 2)))
+            if dropout:
+                h = F.dropout(h, dropout, training=True)
         out = torch.baddbmm(self.out.bias[:, None].T, h, (self.out.weight * masks[-1]).transpose(1, 2))
         if self.direct is not None:
             out = out + torch.bmm(x.unsqueeze(0).expand(len(ks), -1, -1), (self.direct * self.direct_mask(orders)).transpose(1, 2))
@@ -156,10 +161,10 @@ class MADE(GenerativeModel):
         """(..., D, D) 0/1: output d may read input j when j's rank is below d's."""
         return (order[..., :, None] > order[..., None, :]).float()
 
-    def log_prob_masks(self, x: torch.Tensor, ks: list[int]) -> torch.Tensor:
+    def log_prob_masks(self, x: torch.Tensor, ks: list[int], dropout: float = 0.0) -> torch.Tensor:
         """Per-mask log-likelihoods, (K, N)."""
         x = self.check_batch(x).reshape(len(x), self.dim)
-        logits = self._logits(x, ks)
+        logits = self._logits(x, ks, dropout)
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
 
     def log_prob(self, x):
@@ -169,7 +174,8 @@ class MADE(GenerativeModel):
 
     # -- training: one mask per step, cycling ------------------------------------------------------
     def loss(self, batch):
-        return -self.log_prob_masks(batch, [int(self.mask_index)])[0].mean()
+        dropout = float(self.hparams.get("dropout", 0.0))
+        return -self.log_prob_masks(batch, [int(self.mask_index)], dropout)[0].mean()
 
     def train_step(self, batch):
         out = super().train_step(batch)
@@ -236,13 +242,12 @@ class MADE(GenerativeModel):
         """Like ``complete``, one :class:`CompletionStep` per drawn pixel. Rows with different
         known pixels are completed one group after the other (each in its own ordering)."""
         x, known = self.completion_inputs(x, known, n)
-        patterns, which = torch.unique(known, dim=0, return_inverse=True)
-        groups = [(pattern, torch.nonzero(which == j).flatten()) for j, pattern in enumerate(patterns)]
-        total = sum(int((~pattern).sum()) for pattern, _ in groups)
+        groups = self._completion_groups(x, known, generator)
+        total = sum(int((~pattern).sum()) for pattern, _, _ in groups)
         done = 0
-        for pattern, rows in groups:
+        for pattern, rows, deg in groups:
             sub = x[rows]
-            for d, p in self._fill_steps(sub, pattern, self.order_for(pattern), generator):
+            for d, p in self._fill_steps(sub, pattern, deg, generator):
                 x[rows, d] = sub[:, d]
                 full = torch.full((len(x),), math.nan, device=x.device)
                 full[rows] = p
@@ -254,11 +259,34 @@ class MADE(GenerativeModel):
         """``n`` candidates per row of ``x`` ((N, D) or (D,)), the ``known`` pixels (bool, same
         shape) kept exactly; returns (N * n, D), the candidates of row i at ``i*n:(i+1)*n``."""
         x, known = self.completion_inputs(x, known, n)
+        for pattern, rows, deg in self._completion_groups(x, known, generator):
+            x[rows] = self._fill(x[rows], pattern, deg, generator)
+        return x
+
+    @torch.no_grad()
+    def _completion_groups(self, x: torch.Tensor, known: torch.Tensor,
+                           generator: torch.Generator | None) -> list[tuple[torch.Tensor, torch.Tensor, Degrees]]:
+        """``(known pattern, rows, degrees to fill them with)``: rows sharing a known pattern are
+        filled together. A raster-order ensemble draws each row's mask from its posterior given
+        the known pixels before the first unknown one, ``w_k ~ p_k(x_<first)``, so a completion
+        of the top rows is a draw from the ensemble's own conditional (the mixture's, not mask
+        0's); an order-agnostic model reorders mask 0 so that the known pixels come first."""
         patterns, which = torch.unique(known, dim=0, return_inverse=True)
+        out = []
         for j, pattern in enumerate(patterns):
             rows = torch.nonzero(which == j).flatten()
-            x[rows] = self._fill(x[rows], pattern, self.order_for(pattern), generator)
-        return x
+            if self.n_ensemble == 1 or self.hparams["order_agnostic"] or pattern.all():
+                out.append((pattern, rows, self.order_for(pattern)))
+                continue
+            ks = list(range(self.n_ensemble))
+            prefix = torch.arange(self.dim, device=x.device) < int(torch.nonzero(~pattern)[0])
+            logits = self._logits(x[rows], ks)
+            terms = -F.binary_cross_entropy_with_logits(logits, x[rows].expand_as(logits), reduction="none")
+            post = torch.softmax((terms * prefix).sum(-1), 0)  # (K, rows)
+            pick = torch.multinomial(post.T, 1, generator=generator).flatten()
+            for k in pick.unique().tolist():
+                out.append((pattern, rows[pick == k], self.degrees(k)))
+        return out
 
     @torch.no_grad()
     def sample(self, n, generator=None):
