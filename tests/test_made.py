@@ -242,3 +242,34 @@ def test_raster_ensemble_completes_from_the_mixtures_conditional():
     assert last.done == last.total
     freq = torch.bincount((last.x[:, 2] * 2 + last.x[:, 3]).long(), minlength=4).double() / len(last.x)
     assert (freq - want).abs().max().item() < 0.025, (freq, want)
+
+
+def test_direct_l1_adds_the_penalty_on_the_visible_direct_weights_only():
+    model = _made(5, seed=14, hidden=8, direct=True, direct_l1=0.01)
+    plain = _made(5, seed=14, hidden=8, direct=True)
+    x = _all_binary(5)
+    visible = model.direct * model.direct_mask(model.orders[0])
+    want = plain.loss(x) + 0.01 * visible.abs().sum()
+    assert model.loss(x).item() == pytest.approx(want.item(), rel=1e-6)
+    assert visible.abs().sum() < model.direct.abs().sum()  # the hidden entries are not counted
+
+
+def test_completion_tables_follow_the_weights():
+    """One-layer completion caches its sorted weight tables; a training step (or a load) must
+    not leave it drawing from the old weights: each step's p is the current conditional."""
+    d = 8
+    model = _made(d, seed=15, hidden=12, direct=True)
+    model.configure_optimizer(0.5)
+    x = torch.bernoulli(torch.full((4, d), 0.5), generator=torch.Generator().manual_seed(2))
+    known = torch.zeros(d, dtype=torch.bool)
+    known[:3] = True
+    for _ in range(2):
+        last = None
+        for step in model.complete_steps(x[:1], known[None], n=4, generator=torch.Generator().manual_seed(0)):
+            probe = step.x.clone()
+            probe[:, step.pixel] = 1.0
+            want = model.pixel_log_prob(probe)[:, step.pixel].exp()
+            assert torch.allclose(step.p, want, atol=1e-5), step.pixel
+            last = step
+        assert last is not None
+        model.train_step(x)  # moves every weight: the cached tables must be rebuilt

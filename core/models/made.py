@@ -16,7 +16,11 @@ degree (rank) is <= its own, and output d sees the last hidden units whose degre
 * ``complete`` samples the unknown pixels one after the other, one pass per unknown pixel. With
   ``order_agnostic`` it reorders mask 0's ordering so that every known pixel comes first (exact
   conditioning for a model trained over random orderings); in raster mode it keeps raster order,
-  like FVSBN. The trained masks are never modified: orderings are passed, not stored.
+  like FVSBN, and a raster ensemble first draws each candidate's mask from its posterior given
+  the known prefix. The trained masks are never modified: orderings are passed, not stored.
+* Regularisers: ``dropout`` on the hidden units, ``direct_l1`` on the direct connections,
+  ``weight_decay`` (AdamW) on every matrix. The shipped one-mask model (4000 hidden units,
+  dropout 0.4, ``direct_l1`` 1e-4) reaches 89.12 nats on the validation split.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class MADE(GenerativeModel):
             HParam("direct", "bool", False,
                    help="add direct input-to-output connections, masked the same way (an FVSBN "
                         "beside the hidden layers)"),
+            HParam("direct_l1", "float", 0.0, 0.0, 1e-2,
+                   help="L1 penalty per example on the direct connections (sparse, like FVSBN's `l1`)"),
             HParam("dropout", "float", 0.0, 0.0, 0.9,
                    help="dropout on the hidden units in training (a regulariser; none at evaluation)"),
             HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
@@ -175,7 +181,12 @@ class MADE(GenerativeModel):
     # -- training: one mask per step, cycling ------------------------------------------------------
     def loss(self, batch):
         dropout = float(self.hparams.get("dropout", 0.0))
-        return -self.log_prob_masks(batch, [int(self.mask_index)], dropout)[0].mean()
+        nll = -self.log_prob_masks(batch, [int(self.mask_index)], dropout)[0].mean()
+        l1 = float(self.hparams.get("direct_l1", 0.0))
+        if l1 and self.direct is not None:
+            # the entries no mask lets through get no gradient from the likelihood: keep them out
+            nll = nll + l1 * (self.direct * self.direct_mask(self.orders[int(self.mask_index)])).abs().sum()
+        return nll
 
     def train_step(self, batch):
         out = super().train_step(batch)
@@ -208,6 +219,9 @@ class MADE(GenerativeModel):
         a time in the ordering ``deg``, yielding ``(pixel, p)`` after each: one pass per unknown
         pixel. The first layer's pre-activation is updated incrementally (a column per new pixel);
         the layers above and the one output row needed are recomputed."""
+        if len(self.hidden_layers) == 1:
+            yield from self._fill_steps_one_layer(x, known, deg, generator)
+            return
         masks = self.masks_from_degrees(deg)
         w1 = self.hidden_layers[0].weight * masks[0]  # (H, D)
         w1t = w1.t().contiguous()  # (D, H): row d is pixel d's input weights
@@ -230,6 +244,55 @@ class MADE(GenerativeModel):
             draw = torch.bernoulli(p, generator=generator)
             x[:, d] = draw
             a.addr_(draw, w1t[d])
+            yield d, p
+
+    def _one_layer_tables(self, deg: Degrees) -> tuple:
+        """The masked weights of a one-hidden-layer MADE under ``deg``, hidden units sorted by
+        degree: (sort, cut, w1 (D, H) by pixel, wout (D, H), direct (D, D) or None). ``cut[d]`` is
+        the number of units of degree < rank(d). Cached for the last two orderings while the
+        weights are unchanged (the canvas completes again and again with one model)."""
+        params = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        order, (m,) = deg
+        key = (id(self), hash(order.cpu().numpy().tobytes()), hash(m.cpu().numpy().tobytes()), params)
+        cache = self.__dict__.setdefault("_tables", {})
+        if key in cache:
+            return cache[key]
+        masks = self.masks_from_degrees(deg)
+        sort = torch.argsort(m)
+        w1 = (self.hidden_layers[0].weight * masks[0])[sort].t().contiguous()  # (D, H sorted)
+        wout = (self.out.weight * masks[-1])[:, sort].contiguous()
+        direct = None if self.direct is None else self.direct * self.direct_mask(order)
+        cut = torch.searchsorted(m[sort].contiguous(), order.contiguous()).tolist()
+        # per pixel: the output weights it reads, the input weights it moves, its direct row
+        # (views made once: making them is a good part of a step's cost)
+        reads = [wout[d, :k] for d, k in enumerate(cut)]
+        moves = [w1[d, k:] for d, k in enumerate(cut)]
+        rows = [None] * len(cut) if direct is None else list(direct.unbind(0))
+        while len(cache) >= 2:
+            cache.pop(next(iter(cache)))
+        cache[key] = (sort, cut, w1, reads, moves, rows, self.out.bias.unbind(0))
+        return cache[key]
+
+    def _fill_steps_one_layer(self, x, known, deg, generator):
+        """``_fill_steps`` for one hidden layer, skipping the masked-out zeros: with the hidden
+        units sorted by degree, pixel d's logit reads only the units of degree < rank(d) (a
+        prefix) and drawing d moves only those of degree >= rank(d) (the rest), so a step
+        touches each unit once instead of three times. The pre-activation is kept as (H, M) so
+        both parts are contiguous blocks. Same conditionals, same draws as the general path."""
+        sort, cut, w1, reads, moves, rows, bias = self._one_layer_tables(deg)
+        known = known.to(x.device, torch.bool)
+        x.mul_(known)
+        a = torch.addmm(self.hidden_layers[0].bias[sort][:, None], w1.t(), x.t()).contiguous()  # (H, M)
+        columns = x.t()  # columns[d] is a view of pixel d in every row
+        unknown = torch.nonzero(~known).flatten()
+        for d in unknown[torch.argsort(deg[0][unknown])].tolist():
+            k, direct = cut[d], rows[d]
+            logit = torch.mv(F.relu(a[:k]).t(), reads[d])
+            logit = logit.add_(bias[d]) if direct is None else logit.add_(torch.mv(x, direct)).add_(bias[d])
+            p = logit.sigmoid_()
+            draw = torch.bernoulli(p, generator=generator)
+            columns[d].copy_(draw)
+            a[k:].addr_(moves[d], draw)
             yield d, p
 
     def _fill(self, x, known, deg, generator):
