@@ -207,6 +207,74 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mixture(args: argparse.Namespace) -> int:
+    """Assemble a MADE mixture from one-mask, raster-order MADE checkpoints trained separately
+    (member k must have mask seed ``s + k``: the mixture rebuilds each member's masks from its
+    seed), score it on the validation split and write it, with the members' records."""
+    import torch
+
+    from core.models.made import MADEMixture
+
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    t0 = time.perf_counter()
+    if Path(args.out).suffix != ".safetensors":
+        raise CliError(f"--out: checkpoint files end in .safetensors, not {Path(args.out).suffix or '(nothing)'}")
+    loaded = []
+    for path in args.members:
+        model, meta = engine.load_checkpoint(path, family="made")
+        hp = model.hparams
+        if int(hp["masks"]) != 1 or hp["order_agnostic"]:
+            raise CliError(f"{path}: a mixture member is a one-mask MADE in raster order "
+                           f"(this one has masks={hp['masks']}, order_agnostic={hp['order_agnostic']})")
+        loaded.append((path, model, meta))
+    loaded.sort(key=lambda m: int(m[1].hparams["seed"]))
+    first_path, first, _ = loaded[0]
+    shared = MADEMixture.member_hparams(first.hparams)
+    for path, model, _ in loaded[1:]:
+        if tuple(model.data_shape) != tuple(first.data_shape):
+            raise CliError(f"{path} is for data of shape {model.data_shape}, {first_path} for {first.data_shape}")
+        own = MADEMixture.member_hparams(model.hparams)
+        differ = sorted(k for k in shared if k not in ("seed", "lr", "batch_size") and own.get(k) != shared[k])
+        if differ:
+            raise CliError(f"{path} differs from {first_path} in {', '.join(differ)}: the members of a "
+                           f"mixture share every hyperparameter but the seed")
+    seeds = [int(m.hparams["seed"]) for _, m, _ in loaded]
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise CliError(f"the members' mask seeds must be consecutive (s, s+1, ...), got {seeds}: "
+                       f"train them with --hp seed=...")
+    ds = _load_data(args.data, args.data_path)
+    if tuple(ds.shape) != tuple(first.data_shape):
+        raise CliError(f"the members were trained on data of shape {first.data_shape}, --data has {ds.shape}")
+    mix = registry.create("made-mixture", first.data_shape, ds.kind, members=len(loaded), **shared)
+    with torch.no_grad():
+        for member, (_, model, _) in zip(mix.members, loaded):
+            member.load_state_dict(model.state_dict())
+            if args.half:  # what a float16 file holds, so the score is the stored weights'
+                for p in member.parameters():
+                    p.copy_(p.half().float())
+    mix.eval()
+    result = {"family": "made-mixture", "checkpoint": str(args.out), "members": [str(p) for p, _, _ in loaded],
+              "seeds": seeds, "valid": engine.evaluate(mix, ds.valid),
+              "member_valid": [(meta.get("valid") or {}).get("nll_nats") for _, _, meta in loaded]}
+    extra = {}
+    if args.record:
+        extra = {"training": {"command": "python main.py " + " ".join(args.argv),
+                              "wall_s": round(time.perf_counter() - t0, 1), "device": "cpu",
+                              "steps": sum(int(meta.get("step") or 0) for _, _, meta in loaded),
+                              "threads": args.num_threads, "cpu_count": os.cpu_count(),
+                              "members": [{"checkpoint": str(p), "training": meta.get("training"),
+                                           "valid": meta.get("valid")} for p, _, meta in loaded]},
+                 "valid": result["valid"], "valid_nll_percentiles": valid_percentiles(mix, ds.valid)}
+    tensors, meta = engine.checkpoint_payload(mix, data=ds, metrics={"valid_nll": result["valid"]["nll_nats"]},
+                                              extra=extra)
+    if args.half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    engine.write_checkpoint(args.out, tensors, meta)
+    print(json.dumps(engine._jsonable(result)))
+    return 0
+
+
 def _default_data(info) -> str:
     if info.conditional:  # only a labelled set will do, even one that must be fetched
         for name, d in datasets.DATASETS.items():
@@ -305,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class-conditional models: the array of labels in the .npz (default: labels)")
     e.add_argument("--batch-size", type=int, default=1000)
     e.add_argument("--device")
+    m = sub.add_parser("mixture", help="assemble a MADE mixture from one-mask MADE checkpoints trained separately")
+    m.add_argument("members", nargs="+", help="checkpoints of one-mask raster MADEs with consecutive mask seeds")
+    m.add_argument("--data", required=True, help="data set name or .npz (its 'valid' split scores the mixture)")
+    m.add_argument("--data-path", metavar="DIR")
+    m.add_argument("--out", required=True, help="the mixture's checkpoint (.safetensors)")
+    m.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; scored as stored)")
+    m.add_argument("--num-threads", type=int)
+    m.add_argument("--record", action="store_true", help="write the command, the members' records and the score")
     sub.add_parser("list", help="list the model families and data sets")
     return p
 
@@ -326,8 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:  # (--self-test is handled by main.py, which needs the gui)
-        parser.error("choose a command: train, eval or list")
-    commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}
+        parser.error("choose a command: train, eval, mixture or list")
+    commands = {"train": cmd_train, "eval": cmd_eval, "mixture": cmd_mixture, "list": cmd_list}
     try:
         return commands[args.command](args)
     except BrokenPipeError:  # output piped into `head` and the like: not an error

@@ -1,4 +1,5 @@
-"""complete_steps and pixel_log_prob of the autoregressive image families (FVSBN, NADE, MADE)."""
+"""complete_steps and pixel_log_prob of the autoregressive image families (FVSBN, NADE, MADE and
+its mixture)."""
 
 import itertools
 import math
@@ -18,6 +19,8 @@ CASES = [
     ("made", {"hidden": 12, "layers": 2, "masks": 2, "order_agnostic": True}),
     ("made", {"hidden": 12, "masks": 2, "ensemble": 2, "order_agnostic": True, "direct": True}),
     ("made", {"hidden": 12, "direct": True}),
+    ("made-mixture", {"hidden": 12, "members": 3, "direct": True}),
+    ("made", {"hidden": 12, "masks": 3, "ensemble": 3}),  # raster ensemble: masks drawn per candidate
 ]
 
 
@@ -65,7 +68,7 @@ def test_complete_steps_end_where_complete_ends(case):
     assert unknown > 0 and set(torch.unique(full).tolist()) <= {0.0, 1.0}
 
 
-RASTER = CASES[:3] + [CASES[-1]]
+RASTER = CASES[:3] + [CASES[6]]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])

@@ -265,7 +265,7 @@ def test_in_process_no_command(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([])
     assert exc.value.code == 2
-    assert "train, eval or list" in capsys.readouterr().err
+    assert "train, eval, mixture or list" in capsys.readouterr().err
 
 
 # -- train: early stopping, schedules, fine-tuning, model cards ---------------------------------

@@ -13,6 +13,7 @@ SMALL = {
     "fvsbn": {},
     "nade": {"hidden": 8},
     "made": {"hidden": 16, "masks": 2, "order_agnostic": True, "direct": True},
+    "made-mixture": {"hidden": 8, "members": 2},
     "pixelcnn": {"channels": 8, "blocks": 1},
     "pixelrnn": {"hidden": 8, "row_hidden": 8},
 }

@@ -37,7 +37,14 @@ def test_something_ships():
 def test_shipped_checkpoint_is_recorded_and_scores_as_recorded(path):
     meta = engine.read_checkpoint_meta(path)
     training = meta["training"]
-    assert training["command"].startswith("python main.py train ")
+    if meta["family"] == "made-mixture":  # assembled from MADEs trained separately: their records
+        assert training["command"].startswith("python main.py mixture ")
+        assert len(training["members"]) == meta["hparams"]["members"]
+        for member in training["members"]:
+            assert member["training"]["command"].startswith("python main.py train made ")
+            assert member["training"]["wall_s"] > 0
+    else:
+        assert training["command"].startswith("python main.py train ")
     assert training["wall_s"] > 0
     assert json.loads(path.with_suffix(".json").read_text())["family"] == meta["family"]
     model, _ = engine.load_checkpoint(path)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, last_completion
 from core.registry import register
 
 Degrees = tuple[torch.Tensor, list[torch.Tensor]]  # (input ranks (D,), hidden degrees per layer)
@@ -92,11 +92,7 @@ class MADE(GenerativeModel):
 
     def configure_optimizer(self, lr):
         """AdamW: decay the weight matrices (hidden, output, direct), never the biases."""
-        decay = float(self.hparams.get("weight_decay", 0.0))
-        matrices = [p for p in self.parameters() if p.dim() == 2]
-        biases = [p for p in self.parameters() if p.dim() != 2]
-        self.optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": decay},
-                                            {"params": biases, "weight_decay": 0.0}], lr=lr)
+        self.optimizer = _adamw(self, float(self.hparams.get("weight_decay", 0.0)), lr)
         return self.optimizer
 
     # -- masks -----------------------------------------------------------------------------------
@@ -200,16 +196,8 @@ class MADE(GenerativeModel):
         ``w_k = p_k(x) / sum_j p_j(x)``; that sums to ``sum_k w_k log p_k(x)``, which falls short of
         ``log mean_k p_k(x)`` by ``KL(w || uniform)``, spread evenly over the pixels."""
         x = self.check_batch(x).reshape(len(x), self.dim)
-        ks = list(range(self.n_ensemble))
-        logits = self._logits(x, ks)
-        terms = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")  # (K, N, D)
-        if len(ks) == 1:
-            return terms[0]
-        lp = terms.sum(-1)  # (K, N)
-        w = torch.softmax(lp, 0)
-        mixed = (w[..., None] * terms).sum(0)
-        gap = (torch.logsumexp(lp, 0) - math.log(len(ks))) - (w * lp).sum(0)  # -KL(w || uniform)
-        return mixed + gap[:, None] / self.dim
+        logits = self._logits(x, list(range(self.n_ensemble)))
+        return mixture_pixel_terms(-F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none"))
 
     # -- sampling and completion -----------------------------------------------------------------
     @torch.no_grad()
@@ -305,26 +293,16 @@ class MADE(GenerativeModel):
         """Like ``complete``, one :class:`CompletionStep` per drawn pixel. Rows with different
         known pixels are completed one group after the other (each in its own ordering)."""
         x, known = self.completion_inputs(x, known, n)
-        groups = self._completion_groups(x, known, generator)
-        total = sum(int((~pattern).sum()) for pattern, _, _ in groups)
-        done = 0
-        for pattern, rows, deg in groups:
-            sub = x[rows]
-            for d, p in self._fill_steps(sub, pattern, deg, generator):
-                x[rows, d] = sub[:, d]
-                full = torch.full((len(x),), math.nan, device=x.device)
-                full[rows] = p
-                done += 1
-                yield CompletionStep(d, full, x, done, total)
+        groups = [(pattern, rows, self, deg) for pattern, rows, deg in self._completion_groups(x, known, generator)]
+        yield from _group_steps(x, groups, generator)
 
     @torch.no_grad()
     def complete(self, x, known, n=1, generator=None):
         """``n`` candidates per row of ``x`` ((N, D) or (D,)), the ``known`` pixels (bool, same
         shape) kept exactly; returns (N * n, D), the candidates of row i at ``i*n:(i+1)*n``."""
         x, known = self.completion_inputs(x, known, n)
-        for pattern, rows, deg in self._completion_groups(x, known, generator):
-            x[rows] = self._fill(x[rows], pattern, deg, generator)
-        return x
+        groups = [(pattern, rows, self, deg) for pattern, rows, deg in self._completion_groups(x, known, generator)]
+        return _complete_groups(x, groups, generator)
 
     @torch.no_grad()
     def _completion_groups(self, x: torch.Tensor, known: torch.Tensor,
@@ -341,12 +319,9 @@ class MADE(GenerativeModel):
             if self.n_ensemble == 1 or self.hparams["order_agnostic"] or pattern.all():
                 out.append((pattern, rows, self.order_for(pattern)))
                 continue
-            ks = list(range(self.n_ensemble))
-            prefix = torch.arange(self.dim, device=x.device) < int(torch.nonzero(~pattern)[0])
-            logits = self._logits(x[rows], ks)
+            logits = self._logits(x[rows], list(range(self.n_ensemble)))
             terms = -F.binary_cross_entropy_with_logits(logits, x[rows].expand_as(logits), reduction="none")
-            post = torch.softmax((terms * prefix).sum(-1), 0)  # (K, rows)
-            pick = torch.multinomial(post.T, 1, generator=generator).flatten()
+            pick = pick_by_prefix(terms, pattern, generator)
             for k in pick.unique().tolist():
                 out.append((pattern, rows[pick == k], self.degrees(k)))
         return out
@@ -366,4 +341,201 @@ class MADE(GenerativeModel):
             rows = torch.nonzero(which == k).flatten()
             if len(rows):
                 x[rows] = self._fill(x[rows], none, self.degrees(k), generator)
+        return x.reshape(n, *self.data_shape)
+
+
+# -- shared by the mask ensemble and the mixture of separately trained MADEs ------------------------
+
+def _adamw(module: nn.Module, decay: float, lr: float) -> torch.optim.Optimizer:
+    """AdamW that decays the weight matrices (hidden, output, direct), never the biases."""
+    matrices = [p for p in module.parameters() if p.dim() == 2]
+    biases = [p for p in module.parameters() if p.dim() != 2]
+    return torch.optim.AdamW([{"params": matrices, "weight_decay": decay},
+                              {"params": biases, "weight_decay": 0.0}], lr=lr)
+
+
+def mixture_pixel_terms(terms: torch.Tensor) -> torch.Tensor:
+    """(N, D) per-pixel terms of the equal-weight mixture of K components whose chain-rule terms
+    are ``terms`` (K, N, D). One component: its own terms. Otherwise each pixel gets the
+    components' terms weighted by their posterior ``w_k = p_k(x) / sum_j p_j(x)``; that sums to
+    ``sum_k w_k log p_k(x)``, which falls short of ``log mean_k p_k(x)`` by ``KL(w || uniform)``,
+    spread evenly over the pixels, so the rows sum to the mixture's log-likelihood."""
+    if len(terms) == 1:
+        return terms[0]
+    lp = terms.sum(-1)  # (K, N)
+    w = torch.softmax(lp, 0)
+    mixed = (w[..., None] * terms).sum(0)
+    gap = (torch.logsumexp(lp, 0) - math.log(len(terms))) - (w * lp).sum(0)  # -KL(w || uniform)
+    return mixed + gap[:, None] / terms.shape[-1]
+
+
+def pick_by_prefix(terms: torch.Tensor, pattern: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """For raster-order components with chain-rule terms ``terms`` (K, M, D) of M rows whose
+    known pixels are ``pattern`` (bool (D,), not all known): each row's component drawn from its
+    posterior given the known pixels before the first unknown one, ``w_k ~ p_k(x_<first)`` (the
+    mixture's own conditional of the rest). Returns (M,) component indices."""
+    prefix = torch.arange(terms.shape[-1], device=terms.device) < int(torch.nonzero(~pattern)[0])
+    post = torch.softmax((terms * prefix).sum(-1), 0)  # (K, M)
+    return torch.multinomial(post.T, 1, generator=generator).flatten()
+
+
+def _clusters(groups: list) -> list[list]:
+    """``groups`` (consecutive ones sharing a known pattern) gathered by pattern."""
+    out: list[list] = []
+    for g in groups:
+        if out and torch.equal(out[-1][0][0], g[0]):
+            out[-1].append(g)
+        else:
+            out.append([g])
+    return out
+
+
+def _group_steps(x: torch.Tensor, groups: list, generator: torch.Generator | None):
+    """Fill the rows of ``x`` by groups ``(pattern, rows, made, degrees)`` (rows sharing a known
+    pattern, drawn by ``made`` in the ordering ``degrees``), yielding a :class:`CompletionStep`
+    per drawn pixel. Groups of one pattern (raster order: the same pixels in the same order, each
+    by its own mask or member) advance together, so every candidate grows at once; ``p`` is NaN
+    for the rows of the other patterns."""
+    total = sum(int((~cluster[0][0]).sum()) for cluster in _clusters(groups))
+    done = 0
+    for cluster in _clusters(groups):
+        subs = [x[rows] for _, rows, _, _ in cluster]
+        fills = [made._fill_steps(sub, pattern, deg, generator)
+                 for sub, (pattern, _, made, deg) in zip(subs, cluster)]
+        for drawn in zip(*fills):
+            full = torch.full((len(x),), math.nan, device=x.device)
+            d = drawn[0][0]
+            for sub, (_, rows, _, _), (dk, p) in zip(subs, cluster, drawn):
+                assert dk == d, "groups of one pattern draw the same pixel at each step"
+                x[rows, d] = sub[:, d]
+                full[rows] = p
+            done += 1
+            yield CompletionStep(d, full, x, done, total)
+
+
+def _complete_groups(x: torch.Tensor, groups: list, generator: torch.Generator | None) -> torch.Tensor:
+    """What :func:`_group_steps` ends with (the same draws): when each pattern has one group,
+    without the per-step bookkeeping."""
+    if all(len(c) == 1 for c in _clusters(groups)):
+        for pattern, rows, made, deg in groups:
+            x[rows] = made._fill(x[rows], pattern, deg, generator)
+        return x
+    return last_completion(_group_steps(x, groups, generator), x)
+
+
+#: the hyperparameters every member of a mixture shares (its mask seed is ``seed + k``)
+_MEMBER_HPARAMS = ("hidden", "layers", "seed", "weight_decay", "direct", "direct_l1", "dropout", "lr", "batch_size")
+
+
+@register
+class MADEMixture(GenerativeModel):
+    """An equal-weight mixture of ``members`` one-mask, raster-order MADEs, each with its own
+    weights and its own connectivity (member k's masks are drawn with seed ``seed + k``):
+    ``p(x) = 1/K sum_k p_k(x)``, the mask ensemble of the MADE paper with a weight set per mask
+    instead of one shared by all. Trained here, every member learns its own likelihood from the
+    same batches (the loss is the members' mean NLL); ``main.py mixture`` assembles one from
+    MADEs trained separately (in parallel), which is the same thing. Completion of the rows
+    below the known ones draws each candidate's member from its posterior given the known
+    prefix, then lets that member draw the rest (with its fast incremental fill), so it samples
+    the mixture's own conditional."""
+
+    info = ModelInfo(
+        key="made-mixture",
+        name="MADE mixture",
+        group="Autoregressive",
+        description="An ensemble of one-mask MADEs, each with its own weights and connectivity: "
+                    "the mixture's likelihood is the mean of theirs (log-mean-exp). Exact "
+                    "likelihood; completion draws from the mixture's conditional.",
+        likelihood=Likelihood.EXACT,
+        data_kinds=(DataKind.BINARY_IMAGE,),
+        hparams=(
+            HParam("members", "int", 2, 1, 16, help="MADEs in the mixture, each with its own weights"),
+            *(h for h in MADE.info.hparams if h.name in _MEMBER_HPARAMS),
+        ),
+    )
+
+    def __init__(self, data_shape, hparams):
+        super().__init__(data_shape, hparams)
+        shared = {k: self.hparams[k] for k in _MEMBER_HPARAMS if k in self.hparams}
+        base = MADE.info.validate({k: v for k, v in shared.items() if k != "seed"})
+        self.members = nn.ModuleList(
+            MADE(self.data_shape, {**base, "seed": int(self.hparams["seed"]) + k})
+            for k in range(int(self.hparams["members"])))
+
+    @staticmethod
+    def member_hparams(made_hparams: dict) -> dict:
+        """The mixture hyperparameters that a one-mask, raster MADE's imply (its seed as ``seed``)."""
+        return {k: made_hparams[k] for k in _MEMBER_HPARAMS if k in made_hparams}
+
+    def configure_optimizer(self, lr):
+        self.optimizer = _adamw(self, float(self.hparams.get("weight_decay", 0.0)), lr)
+        return self.optimizer
+
+    # -- likelihood ------------------------------------------------------------------------------
+    def _terms(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's chain-rule terms, (K, N, D), for flat ``x`` (N, D)."""
+        return torch.stack([-F.binary_cross_entropy_with_logits(m._logits(x, [0])[0], x, reduction="none")
+                            for m in self.members])
+
+    def member_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, N): each member's log-likelihood."""
+        x = self.check_batch(x)
+        return torch.stack([m.log_prob_masks(x, [0])[0] for m in self.members])
+
+    def log_prob(self, x):
+        lp = self.member_log_probs(x)
+        return torch.logsumexp(lp, 0) - math.log(len(lp))
+
+    def pixel_log_prob(self, x):
+        """(N, D) terms summing to ``log_prob``, as for the mask ensemble (see
+        :func:`mixture_pixel_terms`)."""
+        x = self.check_batch(x).reshape(len(x), self.dim)
+        return mixture_pixel_terms(self._terms(x))
+
+    def loss(self, batch):
+        """The members' mean loss: each learns its own likelihood (and pays its own penalties)."""
+        return torch.stack([m.loss(batch) for m in self.members]).mean()
+
+    # -- completion and sampling -------------------------------------------------------------------
+    @torch.no_grad()
+    def _groups(self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None) -> list:
+        patterns, which = torch.unique(known, dim=0, return_inverse=True)
+        out = []
+        for j, pattern in enumerate(patterns):
+            rows = torch.nonzero(which == j).flatten()
+            if pattern.all():
+                continue  # nothing to draw
+            pick = pick_by_prefix(self._terms(x[rows]), pattern, generator)
+            for k in pick.unique().tolist():
+                member = self.members[k]
+                out.append((pattern, rows[pick == k], member, member.degrees(0)))
+        return out
+
+    @torch.no_grad()
+    def complete_steps(self, x, known, n=1, generator=None):
+        """Like ``complete``, one :class:`CompletionStep` per drawn pixel; the members' rows
+        advance together."""
+        x, known = self.completion_inputs(x, known, n)
+        yield from _group_steps(x, self._groups(x, known, generator), generator)
+
+    @torch.no_grad()
+    def complete(self, x, known, n=1, generator=None):
+        """``n`` candidates per row of ``x``, the ``known`` pixels kept exactly, the others drawn
+        in raster order from the mixture's conditional; returns (N * n, D)."""
+        x, known = self.completion_inputs(x, known, n)
+        return _complete_groups(x, self._groups(x, known, generator), generator)
+
+    @torch.no_grad()
+    def sample(self, n, generator=None):
+        """``n`` draws from the mixture: a member chosen uniformly per sample."""
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        x = torch.zeros(n, self.dim, device=self.device)
+        none = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
+        which = torch.randint(len(self.members), (n,), generator=generator, device=self.device)
+        for k, member in enumerate(self.members):
+            rows = torch.nonzero(which == k).flatten()
+            if len(rows):
+                x[rows] = member._fill(x[rows], none, member.degrees(0), generator)
         return x.reshape(n, *self.data_shape)
