@@ -18,6 +18,8 @@ degree (rank) is <= its own, and output d sees the last hidden units whose degre
   conditioning for a model trained over random orderings); in raster mode it keeps raster order,
   like FVSBN, and a raster ensemble first draws each candidate's mask from its posterior given
   the known prefix. The trained masks are never modified: orderings are passed, not stored.
+* :class:`MADEMixture` (``made-mixture``) is the ensemble with a weight set per mask: K one-mask
+  raster MADEs, trained apart (``main.py mixture`` assembles them) or side by side.
 * Regularisers: ``dropout`` on the hidden units, ``direct_l1`` on the direct connections,
   ``weight_decay`` (AdamW) on every matrix. The shipped one-mask model (4000 hidden units,
   dropout 0.4, ``direct_l1`` 1e-4) reaches 89.12 nats on the validation split.
@@ -192,9 +194,8 @@ class MADE(GenerativeModel):
     def pixel_log_prob(self, x):
         """(N, D) terms summing to ``log_prob``. One mask: the chain-rule terms
         ``log p(x_d | x_<d)``. An ensemble of K masks has no single chain rule (each mask orders
-        the pixels its own way), so each pixel gets the masks' terms weighted by their posterior
-        ``w_k = p_k(x) / sum_j p_j(x)``; that sums to ``sum_k w_k log p_k(x)``, which falls short of
-        ``log mean_k p_k(x)`` by ``KL(w || uniform)``, spread evenly over the pixels."""
+        the pixels its own way): each pixel gets the masks' terms weighted by their posterior,
+        see :func:`mixture_pixel_terms`."""
         x = self.check_batch(x).reshape(len(x), self.dim)
         logits = self._logits(x, list(range(self.n_ensemble)))
         return mixture_pixel_terms(-F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none"))
@@ -291,7 +292,8 @@ class MADE(GenerativeModel):
     @torch.no_grad()
     def complete_steps(self, x, known, n=1, generator=None):
         """Like ``complete``, one :class:`CompletionStep` per drawn pixel. Rows with different
-        known pixels are completed one group after the other (each in its own ordering)."""
+        known pixels are completed one group after the other (each in its own ordering); in a
+        raster ensemble the rows of every mask advance together."""
         x, known = self.completion_inputs(x, known, n)
         groups = [(pattern, rows, self, deg) for pattern, rows, deg in self._completion_groups(x, known, generator)]
         yield from _group_steps(x, groups, generator)
