@@ -331,19 +331,7 @@ class MADE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n, generator=None):
         """``n`` draws from the ensemble's mixture: a mask chosen uniformly per sample."""
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        x = torch.zeros(n, self.dim, device=self.device)
-        none = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
-        if self.n_ensemble == 1:
-            return self._fill(x, none, self.degrees(0), generator).reshape(n, *self.data_shape)
-        which = torch.randint(self.n_ensemble, (n,), generator=generator, device=self.device)
-        for k in range(self.n_ensemble):
-            rows = torch.nonzero(which == k).flatten()
-            if len(rows):
-                x[rows] = self._fill(x[rows], none, self.degrees(k), generator)
-        return x.reshape(n, *self.data_shape)
+        return _sample_components(self, [(self, self.degrees(k)) for k in range(self.n_ensemble)], n, generator)
 
 
 # -- shared by the mask ensemble and the mixture of separately trained MADEs ------------------------
@@ -423,6 +411,26 @@ def _complete_groups(x: torch.Tensor, groups: list, generator: torch.Generator |
             x[rows] = made._fill(x[rows], pattern, deg, generator)
         return x
     return last_completion(_group_steps(x, groups, generator), x)
+
+
+def _sample_components(model: GenerativeModel, components: list, n: int,
+                       generator: torch.Generator | None) -> torch.Tensor:
+    """``n`` draws from the equal-weight mixture of ``components``, ``(made, degrees)`` each: a
+    component chosen uniformly per sample (no choice to draw when there is one)."""
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    x = torch.zeros(n, model.dim, device=model.device)
+    none = torch.zeros(model.dim, dtype=torch.bool, device=model.device)
+    if len(components) == 1:
+        made, deg = components[0]
+        return made._fill(x, none, deg, generator).reshape(n, *model.data_shape)
+    which = torch.randint(len(components), (n,), generator=generator, device=model.device)
+    for k, (made, deg) in enumerate(components):
+        rows = torch.nonzero(which == k).flatten()
+        if len(rows):
+            x[rows] = made._fill(x[rows], none, deg, generator)
+    return x.reshape(n, *model.data_shape)
 
 
 #: the hyperparameters every member of a mixture shares (its mask seed is ``seed + k``)
@@ -530,14 +538,4 @@ class MADEMixture(GenerativeModel):
     @torch.no_grad()
     def sample(self, n, generator=None):
         """``n`` draws from the mixture: a member chosen uniformly per sample."""
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        x = torch.zeros(n, self.dim, device=self.device)
-        none = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
-        which = torch.randint(len(self.members), (n,), generator=generator, device=self.device)
-        for k, member in enumerate(self.members):
-            rows = torch.nonzero(which == k).flatten()
-            if len(rows):
-                x[rows] = member._fill(x[rows], none, member.degrees(0), generator)
-        return x.reshape(n, *self.data_shape)
+        return _sample_components(self, [(m, m.degrees(0)) for m in self.members], n, generator)
