@@ -210,7 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_mixture(args: argparse.Namespace) -> int:
     """Assemble a MADE mixture from one-mask, raster-order MADE checkpoints trained separately
     (member k must have mask seed ``s + k``: the mixture rebuilds each member's masks from its
-    seed), score it on the validation split and write it, with the members' records."""
+    seed; mirrored members come last), score it on the validation split and write it, with the
+    members' records."""
     import torch
 
     from core.models.made import MADEMixture
@@ -243,10 +244,15 @@ def cmd_mixture(args: argparse.Namespace) -> int:
     if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
         raise CliError(f"the members' mask seeds must be consecutive (s, s+1, ...), got {seeds}: "
                        f"train them with --hp seed=...")
+    mirrored = [bool(m.hparams.get("mirror")) for _, m, _ in loaded]
+    if mirrored != sorted(mirrored):
+        raise CliError(f"the mirrored members must have the highest seeds (the mixture mirrors its last ones); "
+                       f"by seed {seeds}, mirror is {mirrored}")
     ds = _load_data(args.data, args.data_path)
     if tuple(ds.shape) != tuple(first.data_shape):
         raise CliError(f"the members were trained on data of shape {first.data_shape}, --data has {ds.shape}")
-    mix = registry.create("made-mixture", first.data_shape, ds.kind, members=len(loaded), **shared)
+    mix = registry.create("made-mixture", first.data_shape, ds.kind, members=len(loaded), mirror=sum(mirrored),
+                          **shared)
     with torch.no_grad():
         for member, (_, model, _) in zip(mix.members, loaded):
             member.load_state_dict(model.state_dict())

@@ -21,6 +21,8 @@ CASES = [
     ("made", {"hidden": 12, "direct": True}),
     ("made-mixture", {"hidden": 12, "members": 3, "direct": True}),
     ("made", {"hidden": 12, "masks": 3, "ensemble": 3}),  # raster ensemble: masks drawn per candidate
+    ("made", {"hidden": 12, "mirror": True, "direct": True}),  # each row right to left
+    ("made-mixture", {"hidden": 12, "members": 3, "mirror": 1}),
 ]
 
 
@@ -68,7 +70,7 @@ def test_complete_steps_end_where_complete_ends(case):
     assert unknown > 0 and set(torch.unique(full).tolist()) <= {0.0, 1.0}
 
 
-RASTER = CASES[:3] + [CASES[6]]
+RASTER = CASES[:3] + [CASES[6], CASES[9]]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])

@@ -273,3 +273,25 @@ def test_completion_tables_follow_the_weights():
             last = step
         assert last is not None
         model.train_step(x)  # moves every weight: the cached tables must be rebuilt
+
+
+def test_mirror_reads_each_row_right_to_left_top_row_first():
+    model = _made(9, seed=15, layers=2, direct=True, mirror=True)
+    order = model.degrees(0)[0]
+    assert order.reshape(3, 3).tolist() == [[3, 2, 1], [6, 5, 4], [9, 8, 7]]
+    x = torch.bernoulli(torch.full((3, 9), 0.5), generator=torch.Generator().manual_seed(0))
+    for out in range(9):
+        xi = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model._logits(xi, [0])[0][:, out].sum(), xi)
+        assert torch.all(grad[:, order >= order[out]] == 0), out
+        assert out == 2 or grad.abs().sum() > 0  # pixel 2 comes first: it sees nothing
+    lp = model.log_prob(_all_binary(9)).double()
+    assert lp.exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+    # the hidden degrees are those of the unmirrored model of the same seed
+    assert torch.equal(model.degrees0, _made(9, seed=15, layers=2, direct=True).degrees0)
+    image = registry.create("made", (2, 3), hidden=4, mirror=True)
+    assert image.degrees(0)[0].tolist() == [3, 2, 1, 6, 5, 4]
+    with pytest.raises(ValueError, match="square"):
+        registry.create("made", (6,), hidden=4, mirror=True)
+    with pytest.raises(ValueError, match="choose one"):
+        registry.create("made", (9,), hidden=4, mirror=True, order_agnostic=True)

@@ -72,6 +72,34 @@ def test_completion_draws_from_the_mixtures_conditional_with_every_candidate_at_
     torch.testing.assert_close(steps[-1].x, out)  # the same draws as complete()
 
 
+def test_mirrored_members_complete_from_the_mixtures_conditional():
+    """Members reading rows right to left still put the top row first: the posterior over
+    members given it is exact, and each member draws the rest in its own ordering."""
+    mix = registry.create("made-mixture", (2, 3), hidden=6, members=2, mirror=1, direct=True)
+    _randomise(mix, 5, scale=1.2)
+    assert mix.members[0].orders[0].tolist() == [1, 2, 3, 4, 5, 6]
+    assert mix.members[1].orders[0].tolist() == [3, 2, 1, 6, 5, 4]
+    allx = _all_binary(6).reshape(-1, 2, 3)
+    joint = mix.log_prob(allx).double().exp().reshape(8, 8)  # rows: the top row, columns: the bottom
+    top = torch.tensor([1.0, 0.0, 1.0])
+    code = int(top[0] * 4 + top[1] * 2 + top[2])
+    want = joint[code] / joint[code].sum()
+    x = torch.cat([top, torch.zeros(3)]).reshape(1, 2, 3)
+    known = torch.tensor([[True] * 3 + [False] * 3]).reshape(1, 2, 3)
+    out = mix.complete(x, known, n=12000, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out[:, :3], top.expand(len(out), -1))
+    bottom = (out[:, 3] * 4 + out[:, 4] * 2 + out[:, 5]).long()
+    freq = torch.bincount(bottom, minlength=8).double() / len(out)
+    assert (freq - want).abs().max().item() < 0.025, (freq, want)
+    lone = [m.log_prob(allx).double().exp().reshape(8, 8)[code] for m in mix.members]
+    assert min((p / p.sum() - want).abs().max().item() for p in lone) > 0.03  # neither member alone
+    # the step-by-step path: the members' rows one ordering after the other, the same draws
+    steps = list(mix.complete_steps(x, known, n=12000, generator=torch.Generator().manual_seed(3)))
+    assert [s.pixel for s in steps] == [3, 4, 5, 5, 4, 3]
+    assert steps[-1].done == steps[-1].total == 6
+    torch.testing.assert_close(steps[-1].x, out)
+
+
 def test_sample_frequencies_match_the_mixture():
     mix = _mixture(3, init=3, scale=1.5, members=2)
     s = mix.sample(6000, generator=torch.Generator().manual_seed(1))
@@ -111,6 +139,8 @@ def test_bad_inputs():
         mix.complete(torch.zeros(6), torch.zeros(6, dtype=torch.bool), n=0)
     with pytest.raises(ValueError, match="members"):
         registry.create("made-mixture", (6,), members=0)
+    with pytest.raises(ValueError, match="mirror"):
+        registry.create("made-mixture", (9,), members=2, mirror=3)
     full = torch.ones(6, dtype=torch.bool)  # nothing to draw
     assert list(mix.complete_steps(torch.ones(6), full, 2)) == []
     assert torch.equal(mix.complete(torch.ones(6), full, 2), torch.ones(2, 6))
@@ -165,8 +195,16 @@ def test_mixture_command_refuses_members_that_do_not_fit(tmp_path, capsys):
     assert cli.main(["train", "nade", "--data", "bars", "--max-steps", "1", "--hp", "hidden=4",
                      "--out", str(nade)]) == 0
     capsys.readouterr()
+    mirrored = _member(tmp_path, "mirrored", capsys, "mirror=true", seed=1)
+    late = _member(tmp_path, "late", capsys, seed=2)
     out = tmp_path / "mix.safetensors"
+    assert cli.main(["mixture", mirrored, a, "--data", "bars", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["seeds"] == [0, 1]
+    mix, meta = load_checkpoint(out)
+    assert meta["hparams"]["mirror"] == 1 and mix.members[1].hparams["mirror"] and not mix.members[0].hparams["mirror"]
+    out.unlink()
     for members, needle in [((a, wide), "hidden"), ((a, gap), "consecutive"), ((a, agnostic), "one-mask"),
+                            ((a, mirrored, late), "highest seeds"),
                             ((a, str(nade)), "not 'made'"), ((a, str(tmp_path / "none.safetensors")), "no checkpoint")]:
         assert cli.main(["mixture", *members, "--data", "bars", "--out", str(out)]) == 2
         err = capsys.readouterr().err

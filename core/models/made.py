@@ -57,6 +57,9 @@ class MADE(GenerativeModel):
                    help="connectivity masks cycled through in training (one per step)"),
             HParam("order_agnostic", "bool", False,
                    help="draw a new input ordering with each mask (else raster order)"),
+            HParam("mirror", "bool", False,
+                   help="raster order with each row read right to left (still the top row first, so "
+                        "the rows below row k complete exactly): another ordering for a mixture"),
             HParam("ensemble", "int", 1, 1, 64,
                    help="masks whose likelihoods are averaged at evaluation (at most `masks`)"),
             HParam("seed", "int", 0, 0, 2**31 - 1, help="seed of the masks"),
@@ -84,8 +87,10 @@ class MADE(GenerativeModel):
         self.direct = nn.Parameter(torch.zeros(d, d)) if self.hparams.get("direct") else None
         self.n_masks = int(self.hparams["masks"])
         self.n_ensemble = min(int(self.hparams["ensemble"]), self.n_masks)
+        if self.hparams.get("mirror") and self.hparams["order_agnostic"]:
+            raise ValueError("mirror is a raster ordering; order_agnostic draws orderings of its own: choose one")
         orders, hidden = self._make_degrees(d, h, n_layers, self.n_masks, int(self.hparams["seed"]),
-                                            bool(self.hparams["order_agnostic"]))
+                                            bool(self.hparams["order_agnostic"]), self._raster_ranks())
         # rebuilt from the hyperparameters, so not saved; the index of the next mask is saved
         self.register_buffer("orders", orders, persistent=False)  # (masks, D) ranks 1..D
         for i, deg in enumerate(hidden):
@@ -98,14 +103,30 @@ class MADE(GenerativeModel):
         return self.optimizer
 
     # -- masks -----------------------------------------------------------------------------------
+    def _raster_ranks(self) -> torch.Tensor:
+        """Each pixel's rank 1..D in the raster ordering: row by row, each row left to right, or
+        right to left with ``mirror``."""
+        d = self.dim
+        if not self.hparams.get("mirror"):
+            return torch.arange(1, d + 1)
+        if len(self.data_shape) == 2:
+            h, w = self.data_shape
+        elif len(self.data_shape) == 1 and round(d ** 0.5) ** 2 == d:
+            h = w = round(d ** 0.5)
+        else:
+            raise ValueError(f"mirror reads image rows: data of shape (H, W), or (D,) with D a square; "
+                             f"got {self.data_shape}")
+        return torch.arange(d).reshape(h, w).flip(1).reshape(-1) + 1
+
     @staticmethod
     def _make_degrees(d: int, h: int, n_layers: int, n_masks: int, seed: int,
-                      order_agnostic: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                      order_agnostic: bool, raster: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         g = torch.Generator().manual_seed(seed)
         orders = torch.empty(n_masks, d, dtype=torch.int32)
         hidden = [torch.empty(n_masks, h, dtype=torch.int32) for _ in range(n_layers)]
+        raster = torch.arange(1, d + 1) if raster is None else raster
         for k in range(n_masks):
-            m = torch.randperm(d, generator=g) + 1 if order_agnostic else torch.arange(1, d + 1)
+            m = torch.randperm(d, generator=g) + 1 if order_agnostic else raster
             orders[k] = m
             for layer in hidden:
                 low = min(int(m.min()), d - 1)
@@ -323,7 +344,7 @@ class MADE(GenerativeModel):
                 continue
             logits = self._logits(x[rows], list(range(self.n_ensemble)))
             terms = -F.binary_cross_entropy_with_logits(logits, x[rows].expand_as(logits), reduction="none")
-            pick = pick_by_prefix(terms, pattern, generator)
+            pick = pick_by_prefix(terms, pattern, self.orders[:self.n_ensemble], generator)
             for k in pick.unique().tolist():
                 out.append((pattern, rows[pick == k], self.degrees(k)))
         return out
@@ -359,21 +380,29 @@ def mixture_pixel_terms(terms: torch.Tensor) -> torch.Tensor:
     return mixed + gap[:, None] / terms.shape[-1]
 
 
-def pick_by_prefix(terms: torch.Tensor, pattern: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """For raster-order components with chain-rule terms ``terms`` (K, M, D) of M rows whose
-    known pixels are ``pattern`` (bool (D,), not all known): each row's component drawn from its
-    posterior given the known pixels before the first unknown one, ``w_k ~ p_k(x_<first)`` (the
-    mixture's own conditional of the rest). Returns (M,) component indices."""
-    prefix = torch.arange(terms.shape[-1], device=terms.device) < int(torch.nonzero(~pattern)[0])
-    post = torch.softmax((terms * prefix).sum(-1), 0)  # (K, M)
+def pick_by_prefix(terms: torch.Tensor, pattern: torch.Tensor, ranks: torch.Tensor,
+                   generator: torch.Generator | None) -> torch.Tensor:
+    """Each row's component, drawn from its posterior given the known pixels that every
+    component reads before any unknown one: ``w_k ~ p_k(x_S)``, so that the component then
+    drawing the rest samples the mixture's own conditional. ``terms`` (K, M, D) are the
+    components' chain-rule terms for M rows whose known pixels are ``pattern`` (bool (D,), not all
+    known); ``ranks`` (K, D) their orderings. The product of the terms over S is ``p_k(x_S)``
+    when S is a prefix of every ordering: so it is for raster orderings, mirrored or not (S is
+    then the rows above the first unknown pixel's, or more when no ordering is mirrored).
+    Returns (M,) component indices."""
+    ranks = ranks.to(terms.device)
+    first = ranks[:, ~pattern].min(1).values  # (K,) each ordering's first unknown pixel
+    common = (ranks < first[:, None]).all(0)  # (D,) read before every unknown one, by every component
+    post = torch.softmax((terms * common).sum(-1), 0)  # (K, M)
     return torch.multinomial(post.T, 1, generator=generator).flatten()
 
 
 def _clusters(groups: list) -> list[list]:
-    """``groups`` (consecutive ones sharing a known pattern) gathered by pattern."""
+    """``groups`` gathered when consecutive ones share a known pattern and an ordering (they then
+    draw the same pixel at each step)."""
     out: list[list] = []
     for g in groups:
-        if out and torch.equal(out[-1][0][0], g[0]):
+        if out and torch.equal(out[-1][0][0], g[0]) and torch.equal(out[-1][0][3][0], g[3][0]):
             out[-1].append(g)
         else:
             out.append([g])
@@ -383,9 +412,9 @@ def _clusters(groups: list) -> list[list]:
 def _group_steps(x: torch.Tensor, groups: list, generator: torch.Generator | None):
     """Fill the rows of ``x`` by groups ``(pattern, rows, made, degrees)`` (rows sharing a known
     pattern, drawn by ``made`` in the ordering ``degrees``), yielding a :class:`CompletionStep`
-    per drawn pixel. Groups of one pattern (raster order: the same pixels in the same order, each
-    by its own mask or member) advance together, so every candidate grows at once; ``p`` is NaN
-    for the rows of the other patterns."""
+    per drawn pixel. Groups of one pattern and one ordering (the same pixels in the same order,
+    each by its own mask or member) advance together, so their candidates grow at once; ``p`` is
+    NaN for the rows of the others."""
     total = sum(int((~cluster[0][0]).sum()) for cluster in _clusters(groups))
     done = 0
     for cluster in _clusters(groups):
@@ -440,7 +469,9 @@ _MEMBER_HPARAMS = ("hidden", "layers", "seed", "weight_decay", "direct", "direct
 @register
 class MADEMixture(GenerativeModel):
     """An equal-weight mixture of ``members`` one-mask, raster-order MADEs, each with its own
-    weights and its own connectivity (member k's masks are drawn with seed ``seed + k``):
+    weights and its own connectivity (member k's masks are drawn with seed ``seed + k``; the last
+    ``mirror`` of them read each row right to left, a second ordering that still puts the top
+    rows first):
     ``p(x) = 1/K sum_k p_k(x)``, the mask ensemble of the MADE paper with a weight set per mask
     instead of one shared by all. Trained here, every member learns its own likelihood from the
     same batches (the loss is the members' mean NLL); ``main.py mixture`` assembles one from
@@ -460,6 +491,8 @@ class MADEMixture(GenerativeModel):
         data_kinds=(DataKind.BINARY_IMAGE,),
         hparams=(
             HParam("members", "int", 2, 1, 16, help="MADEs in the mixture, each with its own weights"),
+            HParam("mirror", "int", 0, 0, 16,
+                   help="how many of the members (the last ones) read each row right to left"),
             *(h for h in MADE.info.hparams if h.name in _MEMBER_HPARAMS),
         ),
     )
@@ -468,9 +501,12 @@ class MADEMixture(GenerativeModel):
         super().__init__(data_shape, hparams)
         shared = {k: self.hparams[k] for k in _MEMBER_HPARAMS if k in self.hparams}
         base = MADE.info.validate({k: v for k, v in shared.items() if k != "seed"})
+        n, mirrored = int(self.hparams["members"]), int(self.hparams.get("mirror", 0))
+        if mirrored > n:
+            raise ValueError(f"mirror: {mirrored} mirrored members of {n}")
         self.members = nn.ModuleList(
-            MADE(self.data_shape, {**base, "seed": int(self.hparams["seed"]) + k})
-            for k in range(int(self.hparams["members"])))
+            MADE(self.data_shape, {**base, "seed": int(self.hparams["seed"]) + k, "mirror": k >= n - mirrored})
+            for k in range(n))
 
     @staticmethod
     def member_hparams(made_hparams: dict) -> dict:
@@ -515,7 +551,8 @@ class MADEMixture(GenerativeModel):
             rows = torch.nonzero(which == j).flatten()
             if pattern.all():
                 continue  # nothing to draw
-            pick = pick_by_prefix(self._terms(x[rows]), pattern, generator)
+            ranks = torch.stack([m.orders[0] for m in self.members])
+            pick = pick_by_prefix(self._terms(x[rows]), pattern, ranks, generator)
             for k in pick.unique().tolist():
                 member = self.members[k]
                 out.append((pattern, rows[pick == k], member, member.degrees(0)))
