@@ -58,7 +58,9 @@ def main() -> None:
         "into each checkpoint in `resources/weights` (held-out NLL on the whole validation split, in nats; "
         "for the WaveNet, nats per 128-step sequence of the continuous density; for the conditional NADE, "
         "log p(x | digit) on the 1000 held-out digits of its own labelled set). Every one was trained on "
-        "this project's CPU machine (2 cores shared with other jobs), one torch thread; no GPU was lent.",
+        "this project's CPU machine (2 cores shared with other jobs), one torch thread; no GPU was lent. "
+        "A mixture's wall time is the sum of its members' runs (trained two at a time, one per core) and its "
+        "assembly; its steps are its members' together.",
         "",
         "| file | data | valid NLL | goal | met | steps (best) | wall time | hyperparameters |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -72,7 +74,8 @@ def main() -> None:
         if len(walls) > 1:
             wall += f" ({len(walls)} runs)"
         hp = ", ".join(f"{k}={v}" for k, v in r["hparams"].items())
-        lines.append(f"| `{r['file']}` | {r['data']} | {nll} | {goal} | {met} | {r['steps']} ({r['best_step']}) "
+        steps = r["steps"] if r["best_step"] is None else f"{r['steps']} ({r['best_step']})"
+        lines.append(f"| `{r['file']}` | {r['data']} | {nll} | {goal} | {met} | {steps} "
                      f"| {wall} | {hp} |")
     lines += ["", "Commands, exactly as recorded:", ""]
     for r in rows():

@@ -19,7 +19,8 @@ degree (rank) is <= its own, and output d sees the last hidden units whose degre
   like FVSBN, and a raster ensemble first draws each candidate's mask from its posterior given
   the known prefix. The trained masks are never modified: orderings are passed, not stored.
 * :class:`MADEMixture` (``made-mixture``) is the ensemble with a weight set per mask: K one-mask
-  raster MADEs, trained apart (``main.py mixture`` assembles them) or side by side.
+  raster MADEs, trained apart (``main.py mixture`` assembles them) or side by side. The shipped
+  one (five of the model below, one of them ``mirror``-ed) scores 87.91 nats.
 * Regularisers: ``dropout`` on the hidden units, ``direct_l1`` on the direct connections,
   ``weight_decay`` (AdamW) on every matrix. The shipped one-mask model (4000 hidden units,
   dropout 0.4, ``direct_l1`` 1e-4) reaches 89.12 nats on the validation split.
