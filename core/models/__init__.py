@@ -18,3 +18,4 @@ from core.models import made  # noqa: F401
 from core.models import pixelrnn  # noqa: F401
 from core.models import pixelcnn  # noqa: F401
 from core.models import wavenet  # noqa: F401
+from core.models import vae  # noqa: F401
