@@ -160,3 +160,66 @@ def mnist_like() -> np.ndarray:
         if rng.random() < 0.5:
             imgs[i, r:r + 2, c:c + 8] = 1
     return imgs.reshape(1000, 784)
+
+
+def test_conditional_vae_keeps_z_when_the_digit_changes_and_needs_labels():
+    torch.manual_seed(0)
+    model = registry.create("cvae", (784,), "binary_image", latent=2, hidden=32, layers=1, classes=10)
+    z = torch.tensor([[0.3, -1.0]]).repeat(10, 1)
+    imgs = model.decode(z, labels=torch.arange(10))
+    assert imgs.shape == (10, 784)
+    assert not torch.allclose(imgs[0], imgs[1])  # the digit changes the image for one z
+    x = torch.bernoulli(imgs[:2])
+    with pytest.raises(ValueError, match="needs labels"):
+        model.encode(x)
+    with pytest.raises(ValueError, match="0 .. 9"):
+        model.decode(z[:1], labels=[12])
+    with pytest.raises(ValueError, match="not class-conditional"):
+        _tiny().encode(torch.ones(1, 6), labels=[1])
+    # the mixture bound without labels is the logmeanexp of the per-class bounds
+    torch.manual_seed(3)
+    with torch.no_grad():
+        mix = model.log_prob(x, k=1)
+        torch.manual_seed(3)
+        per = torch.stack([model.log_prob(x, k=1, labels=torch.full((2,), c)) for c in range(10)])
+    assert torch.allclose(mix, torch.logsumexp(per, 0) - math.log(10), atol=1e-4)
+
+
+def test_conditional_vae_trains_with_labels(mnist_like):
+    torch.manual_seed(0)
+    model = registry.create("cvae", (784,), "binary_image", latent=2, hidden=64, layers=1)
+    model.configure_optimizer(3e-3)
+    x = torch.from_numpy(mnist_like[:200]).float()
+    y = torch.arange(200) % 10
+    with pytest.raises(ValueError, match="needs labels"):
+        model.train_step(x[:50])
+    first = model.train_step(x[:50], labels=y[:50])["loss"]
+    for _ in range(30):
+        last = model.train_step(x[:50], labels=y[:50])["loss"]
+    assert last < first - 50
+    assert int(model.steps) == 31
+
+
+def test_autoencoder_reconstructs_and_tracks_its_codes(mnist_like):
+    torch.manual_seed(0)
+    model = registry.create("ae", (784,), "binary_image", latent=2, hidden=64, layers=1)
+    model.configure_optimizer(3e-3)
+    x = torch.from_numpy(mnist_like[:200]).float()
+    before = model.reconstruction_nll(x).mean()
+    for i in range(60):
+        model.train_step(x[(i % 4) * 50:(i % 4) * 50 + 50])
+    model.eval()
+    assert model.reconstruction_nll(x).mean() < before - 100
+    codes = model.encode(x)
+    # with the weights fixed, the running statistics converge to the codes' mean and spread
+    model.train()
+    with torch.no_grad():
+        for _ in range(800):
+            model.loss(x[:50])
+    model.eval()
+    assert torch.allclose(model.code_mean, codes[:50].mean(0), atol=1e-3)
+    assert torch.allclose(model.code_std, codes[:50].std(0), atol=1e-3)
+    assert model.decode(codes).shape == (200, 784)
+    with pytest.raises(NotImplementedError):
+        model.log_prob(x)
+    assert model.sample(3).shape == (3, 784)

@@ -19,3 +19,5 @@ from core.models import pixelrnn  # noqa: F401
 from core.models import pixelcnn  # noqa: F401
 from core.models import wavenet  # noqa: F401
 from core.models import vae  # noqa: F401
+from core.models import cvae  # noqa: F401
+from core.models import autoencoder  # noqa: F401

@@ -174,6 +174,8 @@ class VAE(GenerativeModel):
 
     def _cond(self, n: int, **cond) -> dict:
         """Keyword inputs of the networks besides x (the conditional VAE's label code)."""
+        if any(v is not None for v in cond.values()):
+            raise ValueError(f"{self.info.name} is not class-conditional: it takes no {', '.join(cond)}")
         return {}
 
     # -- the protocol ------------------------------------------------------------------------------
