@@ -21,3 +21,5 @@ from core.models import wavenet  # noqa: F401
 from core.models import vae  # noqa: F401
 from core.models import cvae  # noqa: F401
 from core.models import autoencoder  # noqa: F401
+from core.models import dcgan  # noqa: F401
+from core.models import cgan  # noqa: F401
