@@ -130,3 +130,46 @@ def train_classifier(model: DigitClassifier, train: np.ndarray, train_labels: np
 def accuracy(model: DigitClassifier, images, labels) -> float:
     pred, _ = model.predict(images)
     return float((pred == np.asarray(labels)).mean()) if len(pred) else float("nan")
+
+
+# -- checkpoints: the app's safetensors format, family "digit-classifier" (not a generative model) --
+def save_classifier(path, model: DigitClassifier, extra: dict | None = None):
+    """Write the classifier's weights and a sidecar, as the app writes every checkpoint."""
+    import torch as _t
+
+    from core import engine
+
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": engine.FORMAT, "format_version": engine.FORMAT_VERSION, "family": KIND,
+            "hparams": {"classes": model.classes, "hidden": model.hidden, "dropout": model.dropout},
+            "data_shape": [784], "torch_version": _t.__version__, **(extra or {})}
+    return engine.write_checkpoint(path, tensors, engine._jsonable(meta))
+
+
+def load_classifier(path) -> tuple[DigitClassifier, dict]:
+    """The classifier of a checkpoint written by :func:`save_classifier`; CheckpointError if the
+    file is not one, is damaged or does not fit (nothing is unpickled)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from core import engine
+
+    meta = engine.read_checkpoint_meta(path)
+    if meta.get("family") != KIND:
+        raise engine.CheckpointError(f"{path} holds a {meta.get('family')!r} model, not the digit classifier")
+    try:
+        hp = meta["hparams"]
+        model = DigitClassifier(int(hp["classes"]), int(hp["hidden"]), float(hp["dropout"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise engine.CheckpointError(f"{path}: its classifier description is damaged ({exc})") from None
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise engine.CheckpointError(f"{path} is damaged or truncated: {exc}") from None
+    own = model.state_dict()
+    if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
+        raise engine.CheckpointError(f"{path} does not fit the digit classifier (its tensors differ)")
+    if any(v.is_floating_point() and not torch.isfinite(v).all() for v in tensors.values()):
+        raise engine.CheckpointError(f"{path} holds NaN or infinite weights")
+    model.load_state_dict(tensors)
+    return model.eval(), meta

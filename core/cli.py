@@ -387,8 +387,45 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; scored as stored)")
     m.add_argument("--num-threads", type=int)
     m.add_argument("--record", action="store_true", help="write the command, the members' records and the score")
+    c = sub.add_parser("classifier", help="train the digit classifier that scores image models' samples")
+    c.add_argument("--data-path", metavar="DIR", help="the folder with the MNIST t10k IDX files (mnist_digits)")
+    c.add_argument("--epochs", type=int, default=30)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--num-threads", type=int)
+    c.add_argument("--out", required=True, help="the classifier's checkpoint (.safetensors)")
+    c.add_argument("--record", action="store_true", help="write the command, wall time and accuracy into it")
     sub.add_parser("list", help="list the model families and data sets")
     return p
+
+
+def cmd_classifier(args: argparse.Namespace) -> int:
+    """Train the digit classifier on the labelled digits (held-out accuracy after every epoch)."""
+    import torch
+
+    from core.classifier import DigitClassifier, save_classifier, train_classifier
+
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    if args.epochs < 1:
+        raise CliError(f"--epochs must be at least 1, got {args.epochs}")
+    ds = _load_data("mnist_digits", args.data_path)
+    model, t0, last = DigitClassifier(), time.perf_counter(), None
+    for p in train_classifier(model, ds.train, ds.train_labels, ds.valid, ds.valid_labels,
+                              epochs=args.epochs, lr=args.lr, seed=args.seed):
+        sys.stderr.write(f"epoch {p.epoch}/{args.epochs} loss {p.loss:.4f} held-out accuracy "
+                         f"{p.valid_accuracy:.4f} ({p.elapsed_s:.0f} s)\n")
+        last = p
+    result = {"checkpoint": str(args.out), "valid_accuracy": last.valid_accuracy, "n_valid": len(ds.valid),
+              "n_train": len(ds.train), "epochs": args.epochs, "wall_s": round(time.perf_counter() - t0, 1)}
+    extra = {"valid": {"accuracy": last.valid_accuracy, "n": len(ds.valid)}, "data": {"name": ds.name}}
+    if args.record:
+        extra["training"] = {"command": "python main.py " + " ".join(args.argv), "wall_s": result["wall_s"],
+                             "device": "cpu", "steps": last.step, "threads": args.num_threads,
+                             "cpu_count": os.cpu_count()}
+    save_classifier(args.out, model, extra)
+    print(json.dumps(result))
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -409,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:  # (--self-test is handled by main.py, which needs the gui)
         parser.error("choose a command: train, eval, mixture or list")
-    commands = {"train": cmd_train, "eval": cmd_eval, "mixture": cmd_mixture, "list": cmd_list}
+    commands = {"train": cmd_train, "eval": cmd_eval, "mixture": cmd_mixture, "list": cmd_list,
+                "classifier": cmd_classifier}
     try:
         return commands[args.command](args)
     except BrokenPipeError:  # output piped into `head` and the like: not an error
