@@ -29,9 +29,9 @@ class ConditionalGAN(DCGAN):
                     "the classifier says how often it draws the digit asked for.",
         likelihood=Likelihood.NONE,
         data_kinds=(DataKind.BINARY_IMAGE,),
-        hparams=GAN_IMAGE_HPARAMS[:2] + (
+        hparams=GAN_IMAGE_HPARAMS[:3] + (
             HParam("classes", "int", 10, 2, 1000, help="number of classes (labels 0 .. classes-1)"),
-        ) + GAN_IMAGE_HPARAMS[2:],
+        ) + GAN_IMAGE_HPARAMS[3:],
         conditional=True,
     )
 

@@ -46,10 +46,14 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, ch: int, classes: int = 0):
+    """Judges packs of ``pack`` images stacked as channels (PacGAN, Lin et al. 2018: a generator
+    that drops digits makes packs that lack variety, which a packed discriminator sees)."""
+
+    def __init__(self, ch: int, classes: int = 0, pack: int = 1):
         super().__init__()
+        self.pack = pack
         self.features = nn.Sequential(
-            nn.Conv2d(1, ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(pack, ch, 4, 2, 1), nn.LeakyReLU(0.2),
             nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.BatchNorm2d(2 * ch), nn.LeakyReLU(0.2),
             nn.Flatten(),
         )
@@ -58,10 +62,12 @@ class Discriminator(nn.Module):
         self.embed = nn.Embedding(classes, 2 * ch * 7 * 7) if classes else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(x)
+        """Logits (N / pack,) for images (N, 1, 28, 28), consecutive images forming a pack (the
+        pack's label is its first image's)."""
+        h = self.features(x.reshape(len(x) // self.pack, self.pack, 28, 28))
         logit = self.out(h).squeeze(1)
         if self.embed is not None:
-            logit = logit + (self.embed(labels) * h).sum(1) / math.sqrt(h.shape[1])
+            logit = logit + (self.embed(labels[:: self.pack]) * h).sum(1) / math.sqrt(h.shape[1])
         return logit
 
 
@@ -75,6 +81,7 @@ def _finite(name: str, loss: torch.Tensor, params) -> None:
 GAN_IMAGE_HPARAMS = (
     HParam("latent", "int", 64, 1, 256, help="dimension of the generator's gaussian noise z"),
     HParam("channels", "int", 64, 8, 256, log=True, help="feature maps of the first layer (the second has twice)"),
+    HParam("pack", "int", 1, 1, 8, help="images the discriminator judges together (PacGAN; 1: plain DCGAN)"),
     HParam("lr", "float", 2e-4, 1e-6, 1.0, log=True, live=True, help="learning rate of both networks"),
     HParam("batch_size", "int", 64, 2, 4096, help="real images per step"),
 )
@@ -101,7 +108,7 @@ class DCGAN(GenerativeModel):
             raise ValueError(f"{self.info.name} draws 28x28 images, got data of shape {self.data_shape}")
         ch = int(self.hparams["channels"])
         self.generator = Generator(self.latent_dim, ch, self.classes)
-        self.discriminator = Discriminator(ch, self.classes)
+        self.discriminator = Discriminator(ch, self.classes, int(self.hparams.get("pack", 1)))
         fixed = torch.randn(FIXED_SAMPLES, self.latent_dim, generator=torch.Generator().manual_seed(1234))
         self.register_buffer("fixed_z", fixed)
         self.opt_d: torch.optim.Optimizer | None = None
@@ -145,7 +152,12 @@ class DCGAN(GenerativeModel):
         if not bool(torch.isfinite(real).all()):
             raise ValueError(f"{self.info.name}: the data contain NaN or infinite values")
         self.train()
-        n = len(real)
+        m = self.discriminator.pack
+        n = len(real) // m * m
+        if n < max(2, m):
+            raise ValueError(f"{self.info.name}: a training batch needs at least {max(2, m)} images")
+        real = real[:n]
+        labels = None if labels is None else labels[:n]
         z = torch.randn(n, self.latent_dim, device=self.device)
         fake_labels = labels
         d_params, g_params = list(self.discriminator.parameters()), list(self.generator.parameters())
