@@ -1,0 +1,75 @@
+"""Image views of the Latent space tab: one decoded digit, or a strip of them (an interpolation,
+a sweep, the ten digits of a conditional model in one style), drawn with pyqtgraph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+SIDE = 28
+GAP = 2  # pixels between two tiles of a strip
+
+
+class ImageStrip(pg.GraphicsLayoutWidget):
+    """``tiles`` 28x28 images side by side (one for the main view), grey levels in [0, 1], with
+    an optional frame around one tile (the frame an animation is on)."""
+
+    def __init__(self, tiles: int = 1, min_height: int = 60, parent: QWidget | None = None):
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=False, imageAxisOrder="row-major")
+        self.tiles = max(1, int(tiles))
+        self.setBackground((18, 18, 18))
+        self.setMinimumHeight(min_height)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.vb = self.addViewBox(lockAspect=True, enableMouse=False, enableMenu=False)
+        self.vb.invertY(True)  # row 0 at the top, as the digits are stored
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.vb.addItem(self.item)
+        self.frame = pg.PlotDataItem(pen=pg.mkPen(255, 200, 60, width=2))
+        self.vb.addItem(self.frame)
+        self.images: np.ndarray | None = None  # (k, 28, 28) float32: what is shown
+        self._canvas: np.ndarray | None = None
+        self.set_tiles(self.tiles)
+
+    def set_tiles(self, tiles: int) -> None:
+        """Room for ``tiles`` images (the view is cleared)."""
+        self.tiles = max(1, int(tiles))
+        width = self.tiles * SIDE + (self.tiles - 1) * GAP
+        self._canvas = np.zeros((SIDE, width), np.float32)
+        self.images = None
+        self.item.setImage(self._canvas, levels=(0.0, 1.0), autoLevels=False)
+        self.vb.setRange(xRange=(0, width), yRange=(0, SIDE), padding=0.02)
+        self.frame.setData([], [])
+
+    def set_image(self, image: np.ndarray) -> None:
+        """One image (the main view): the fast path taken on every slider move."""
+        img = np.ascontiguousarray(np.asarray(image, np.float32).reshape(SIDE, SIDE))
+        if self.tiles != 1:
+            self.set_tiles(1)
+        self.images = img[None]
+        self.item.setImage(img, levels=(0.0, 1.0), autoLevels=False)
+
+    def set_images(self, images: np.ndarray) -> None:
+        """Up to ``tiles`` images, left to right (the rest of the strip stays dark)."""
+        images = np.asarray(images, np.float32).reshape(-1, SIDE, SIDE)
+        if len(images) != self.tiles:
+            self.set_tiles(len(images))
+        canvas = self._canvas
+        canvas[:] = 0.0
+        for k, img in enumerate(images[:self.tiles]):
+            x = k * (SIDE + GAP)
+            canvas[:, x:x + SIDE] = img
+        self.images = np.ascontiguousarray(images[:self.tiles])
+        self.item.setImage(canvas, levels=(0.0, 1.0), autoLevels=False)
+
+    def mark(self, k: int | None) -> None:
+        """Frame tile ``k`` (None: no frame)."""
+        if k is None or not 0 <= k < self.tiles:
+            self.frame.setData([], [])
+            return
+        x0, x1 = k * (SIDE + GAP) - 0.5, k * (SIDE + GAP) + SIDE + 0.5
+        self.frame.setData([x0, x1, x1, x0, x0], [-0.5, -0.5, SIDE + 0.5, SIDE + 0.5, -0.5])
+
+    def clear_images(self) -> None:
+        self.set_tiles(self.tiles)
