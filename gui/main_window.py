@@ -18,7 +18,8 @@ from core import engine, registry
 from core.engine import Frame, TrainConfig, Trainer
 from core.protocol import DataKind, GenerativeModel
 from gui import APP_NAME, ORG_NAME
-from gui.canvas import DEFAULT_WEIGHTS, CanvasPanel, snapshot_model
+from gui.canvas import DEFAULT_WEIGHTS, CanvasPanel, load_digits, snapshot_model
+from gui.latent_panel import LatentPanel
 from gui.sequence_panel import SequencePanel
 from gui.jobs import ProgressJob, in_thread
 from gui.model_picker import ModelPicker
@@ -69,6 +70,15 @@ class MainWindow(QMainWindow):
         self.canvas.error.connect(self._on_panel_error)
         self.canvas.status.connect(self._on_panel_status)
         self.canvas.fine_tune_requested.connect(self._fine_tune)
+        self.latent = LatentPanel(fps=fps, training_model=self.canvas_model, snapshot=snapshot_model,
+                                  drawing=self.canvas_drawing, digits_loader=load_digits)
+        self.latent_scroll = QScrollArea()
+        self.latent_scroll.setWidget(self.latent)
+        self.latent_scroll.setWidgetResizable(True)
+        self.latent_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.tabs.addTab(self.latent_scroll, "Latent space")
+        self.latent.error.connect(self._on_panel_error)
+        self.latent.status.connect(self._on_panel_status)
         self.sequences = SequencePanel()
         self.tabs.addTab(self.sequences, "Sequences")
         self._sequence_model_id: tuple[int, int] | None = None
@@ -128,7 +138,8 @@ class MainWindow(QMainWindow):
         action(run_menu, "Sa&mple", self.sample, "Ctrl+M", "actionSample")
         view_menu = self.menuBar().addMenu("&View")
         for i, (text, name) in enumerate((("&Training", "actionTabTraining"), ("&Density playground", "actionTabPlayground"),
-                                          ("&Canvas", "actionTabCanvas"))):
+                                          ("&Canvas", "actionTabCanvas"),
+                                          ("&Latent space", "actionTabLatent"))):
             action(view_menu, text, self._show_tab, f"Ctrl+{i + 1}", name).setData(i)
 
     # -- settings --------------------------------------------------------------------------------
@@ -163,6 +174,7 @@ class MainWindow(QMainWindow):
         except (TypeError, ValueError):
             pass
         self.canvas.restore_settings(s)
+        self.latent.restore_settings(s)
 
     def save_settings(self) -> None:
         s = self.settings
@@ -179,6 +191,7 @@ class MainWindow(QMainWindow):
         s.setValue("playground/set", self.playground.set_name)
         s.setValue("playground/models", json.dumps(self.playground.checked_models()))
         self.canvas.save_settings(s)
+        self.latent.save_settings(s)
         s.sync()
 
     # -- picker / panel --------------------------------------------------------------------------
@@ -291,6 +304,10 @@ class MainWindow(QMainWindow):
             return None
         shape = self.dataset.image_shape if self.dataset is not None else None
         return self.model, shape, self.model_step
+
+    def canvas_drawing(self):
+        """The Canvas tab's drawing (H, W) uint8, for the Latent space tab to encode."""
+        return self.canvas.canvas.image.copy()
 
     @Slot(str)
     def _fine_tune(self, path: str) -> None:
@@ -553,6 +570,7 @@ class MainWindow(QMainWindow):
             if s is not None and s.running and not s.stop(2000):
                 self.statusBar().showMessage("training is still finishing its step…")
         self.canvas.shutdown()
+        self.latent.shutdown()
         self.sequences.stop()
         for task in list(self._tasks):
             task.cancel()

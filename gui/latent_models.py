@@ -1,0 +1,122 @@
+"""The Latent space tab's model chooser, as a mixin of :class:`gui.latent_panel.LatentPanel`:
+the latent models in the weights folder (scanned off the GUI thread), checkpoints opened by hand,
+and a copy of the Training tab's model when it is a latent model (taken again as it trains)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog
+
+from gui.latent_state import (TRAINING_KEY, LatentEntry, check_model, load_latent_checkpoint,
+                              scan_latent_weights)
+
+
+class ModelsMixin:
+    """Needs the panel's ``state``, ``entries``, ``model_combo``, ``models_label``, ``_run_job``,
+    ``_activate``, ``_say`` and the callables it was given."""
+
+    def reload_models(self) -> asyncio.Task | bool | None:
+        """Scan the weights folder (off the GUI thread) and take the Training tab's model."""
+        if self.loading:
+            return None
+        self.loading = True
+        self.models_label.setText(f"loading latent models from {self.weights_dir}…")
+        return self._run_job(scan_latent_weights, (self.weights_dir,), self._on_scanned, "Cannot load the models",
+                             self._on_scan_failed)
+
+    def _on_scanned(self, result: tuple[list[LatentEntry], list[str], int]) -> None:
+        found, problems, others = result
+        self.loading, self.loaded = False, True
+        keep = self._wanted_key or (self.entry.key if self.entry else None)
+        paths = {e.key for e in found}
+        # files opened by hand and the Training tab's copy stay
+        self.entries = found + [e for e in self.entries if e.key not in paths]
+        self._training_id = None
+        n = len(self.entries)
+        text = f"{n} latent model{'s' if n != 1 else ''}" if n else (
+            f"No latent model: put VAE, cVAE, AE, DCGAN or cGAN checkpoints in {self.weights_dir} "
+            "or train one in the Training tab.")
+        if others:
+            text += f" ({others} checkpoint{'s' if others != 1 else ''} of other families not listed)"
+        self.models_label.setText("\n".join([text] + problems))
+        if problems:
+            self._say("; ".join(problems))
+        self._fill_combo(keep)
+        self.refresh_training_model()
+
+    def _on_scan_failed(self, message: str) -> None:
+        self.loading, self.loaded = False, True
+        self.models_label.setText(message)
+
+    def _fill_combo(self, keep: str | None) -> None:
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for e in self.entries:
+            self.model_combo.addItem(e.label, e.key)
+        idx = next((i for i, e in enumerate(self.entries) if e.key == keep), -1)
+        if idx < 0 and self.entries:  # default: the classroom's 2-dimensional VAE, else the first
+            idx = next((i for i, e in enumerate(self.entries) if e.family == "vae" and e.latent_dim == 2), 0)
+        self.model_combo.setCurrentIndex(idx)
+        self.model_combo.blockSignals(False)
+        if keep is not None and idx >= 0 and self.entries[idx].key == keep:
+            self._wanted_key = None
+        chosen = self.entries[idx] if idx >= 0 else None
+        if chosen is not self.entry:
+            self._activate(chosen)
+
+    def select_model(self, key: str) -> bool:
+        """Select by checkpoint path, file name, TRAINING_KEY or family key."""
+        for i, e in enumerate(self.entries):
+            if key in (e.key, e.path.name if e.path else None, e.family):
+                self.model_combo.setCurrentIndex(i)
+                return True
+        return False
+
+    def _on_model_changed(self, index: int) -> None:
+        self._activate(self.entries[index] if 0 <= index < len(self.entries) else None)
+
+    def refresh_training_model(self) -> None:
+        """Take a copy of the Training tab's model when it is a latent model and has moved on."""
+        got = self.training_model() if self.training_model is not None else None
+        if got is None or self._closed:
+            return
+        model, _shape, step = got
+        ident = (id(model), int(step))
+        if ident == self._training_id:
+            return
+        self._training_id = ident
+        if check_model(model) is not None:
+            return  # the Training tab trains every family; only latent models come here
+        try:
+            clone = self.snapshot(model) if self.snapshot is not None else model
+        except (ValueError, RuntimeError, KeyError) as exc:
+            self._say(f"cannot take the Training tab's model: {exc}")
+            return
+        entry = LatentEntry(TRAINING_KEY, f"{model.info.name} (Training tab, step {step})", clone)
+        current = self.entry
+        self.entries = [e for e in self.entries if e.key != TRAINING_KEY] + [entry]
+        if current is not None and current.key == TRAINING_KEY:
+            self.model_combo.blockSignals(True)
+            self.model_combo.setItemText(len(self.entries) - 1, entry.label)
+            self.model_combo.blockSignals(False)
+            self._activate(entry, keep=current.family == entry.family)
+        else:
+            self._fill_combo(current.key if current is not None else TRAINING_KEY)
+
+    def _ask_open(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Explore a checkpoint", str(self.weights_dir),
+                                              "Checkpoints (*.safetensors)")
+        if path:
+            self.open_checkpoint(path)
+
+    def open_checkpoint(self, path: str | Path) -> asyncio.Task | bool:
+        """Load one checkpoint (off the GUI thread) and explore it; a wrong family or a model that
+        does not fit its weights is a message."""
+        return self._run_job(load_latent_checkpoint, (path,), self._on_opened, "Cannot explore the checkpoint")
+
+    def _on_opened(self, entry: LatentEntry) -> None:
+        self.entries = [e for e in self.entries if e.key != entry.key] + [entry]
+        self._fill_combo(entry.key)
+        self._say(f"exploring {entry.label}")
