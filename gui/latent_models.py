@@ -96,14 +96,17 @@ class ModelsMixin:
             return
         entry = LatentEntry(TRAINING_KEY, f"{model.info.name} (Training tab, step {step})", clone)
         current = self.entry
-        self.entries = [e for e in self.entries if e.key != TRAINING_KEY] + [entry]
-        if current is not None and current.key == TRAINING_KEY:
-            self.model_combo.blockSignals(True)
-            self.model_combo.setItemText(len(self.entries) - 1, entry.label)
-            self.model_combo.blockSignals(False)
-            self._activate(entry, keep=current.family == entry.family)
-        else:
+        i = next((k for k, e in enumerate(self.entries) if e.key == TRAINING_KEY), -1)
+        if i < 0:
+            self.entries.append(entry)
             self._fill_combo(current.key if current is not None else TRAINING_KEY)
+            return
+        self.entries[i] = entry  # in place: the combo stays as it is (it may be open)
+        self.model_combo.blockSignals(True)
+        self.model_combo.setItemText(i, entry.label)
+        self.model_combo.blockSignals(False)
+        if current is not None and current.key == TRAINING_KEY:
+            self._activate(entry, keep=current.family == entry.family)
 
     def _ask_open(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Explore a checkpoint", str(self.weights_dir),

@@ -256,8 +256,8 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
 
     def _activate(self, entry: LatentEntry | None, keep: bool = False) -> None:
         """Show ``entry`` (``keep``: a newer copy of the same model, z kept)."""
-        self.puller.stop()
-        if not keep:
+        if not keep:  # a newer copy of the model being trained: an animation goes on
+            self.puller.stop()
             self.encoding = self.projection = self.frames = None
             self.encode_box.view.clear_images()
             self.encode_box.result_label.clear()
@@ -393,6 +393,8 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
                 self.map.show_result(r)
                 self.map_ms = r.seconds * 1000
                 self.map.set_caption(self._map_caption())
+            elif r.dims is None:
+                self.map.set_caption("a 1-dimensional latent has no 2D map: use its slider")
         self._map_next()
 
     def _on_map_failed(self, _message: str) -> None:

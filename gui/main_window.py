@@ -70,15 +70,7 @@ class MainWindow(QMainWindow):
         self.canvas.error.connect(self._on_panel_error)
         self.canvas.status.connect(self._on_panel_status)
         self.canvas.fine_tune_requested.connect(self._fine_tune)
-        self.latent = LatentPanel(fps=fps, training_model=self.canvas_model, snapshot=snapshot_model,
-                                  drawing=self.canvas_drawing, digits_loader=load_digits)
-        self.latent_scroll = QScrollArea()
-        self.latent_scroll.setWidget(self.latent)
-        self.latent_scroll.setWidgetResizable(True)
-        self.latent_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.tabs.addTab(self.latent_scroll, "Latent space")
-        self.latent.error.connect(self._on_panel_error)
-        self.latent.status.connect(self._on_panel_status)
+        self._add_latent_tab(fps)
         self.sequences = SequencePanel()
         self.tabs.addTab(self.sequences, "Sequences")
         self._sequence_model_id: tuple[int, int] | None = None
@@ -141,6 +133,19 @@ class MainWindow(QMainWindow):
                                           ("&Canvas", "actionTabCanvas"),
                                           ("&Latent space", "actionTabLatent"))):
             action(view_menu, text, self._show_tab, f"Ctrl+{i + 1}", name).setData(i)
+
+    def _add_latent_tab(self, fps: float) -> None:
+        """The Latent space tab: it follows the Training tab's model (a copy) and encodes the
+        Canvas tab's drawing; in a scroll area, like the canvas."""
+        self.latent = LatentPanel(fps=fps, training_model=self.canvas_model, snapshot=snapshot_model,
+                                  drawing=self.canvas_drawing, digits_loader=load_digits)
+        self.latent_scroll = QScrollArea()
+        self.latent_scroll.setWidget(self.latent)
+        self.latent_scroll.setWidgetResizable(True)
+        self.latent_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.tabs.addTab(self.latent_scroll, "Latent space")
+        self.latent.error.connect(self._on_panel_error)
+        self.latent.status.connect(self._on_panel_status)
 
     # -- settings --------------------------------------------------------------------------------
     def _restore_settings(self) -> None:

@@ -216,22 +216,38 @@ def test_map_mosaic_and_the_validation_digits_scatter(qtbot, panel):
     assert panel.map_ms is not None
 
 
+def click_map(panel, x: float, y: float) -> None:
+    view = panel.map.view
+    pos = view.mapFromScene(panel.map.vb.mapViewToScene(QPointF(x, y)))
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+
+
 def test_a_map_click_sets_z_to_the_clicked_point(qtbot, panel):
     choose(qtbot, panel, "vae")
-    vb = panel.map.vb
-    view = panel.map.view
-    target = QPointF(1.25, -2.0)
-    scene = vb.mapViewToScene(target)
-    pos = view.mapFromScene(scene)
-    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+    click_map(panel, 1.25, -2.0)
     z = panel.state.z
-    tol = 6.0 / vb.width() * 2 + 0.02  # a pixel or two of the view
+    tol = 2 * 6.0 / panel.map.vb.width() + 0.01  # a pixel or two of the view
     assert abs(z[0] - 1.25) < tol and abs(z[1] + 2.0) < tol
     np.testing.assert_allclose(shown(panel), latent.decode(panel.entry.model, z)[0])
     mx, my = panel.map.marker.getData()
     assert (mx[0], my[0]) == (pytest.approx(z[0]), pytest.approx(z[1]))
     row = panel.sliders.row_of_dim(0)
     assert abs(panel.sliders.spins[row].value() - z[0]) < 0.01
+
+
+def test_the_image_under_a_click_is_the_map_tile_drawn_there(qtbot, panel):
+    """What the map draws at a point (the view's y grows upwards) is what the point decodes to:
+    the mosaic is neither mirrored nor shifted."""
+    choose(qtbot, panel, "vae")
+    ticks = np.linspace(-3, 3, 16)
+    x, y = ticks[3], ticks[14]  # a tile's centre near the top left: the largest y, a small x
+    click_map(panel, x, y)
+    item = panel.map.image
+    p = item.mapFromView(QPointF(x, y))  # (column, row) of the image data drawn there
+    r, c = int(p.y()) // 28, int(p.x()) // 28
+    drawn = item.image[r * 28:(r + 1) * 28, c * 28:(c + 1) * 28][::-1]  # as it looks with y up
+    err = np.abs(shown(panel) - drawn).mean()
+    assert err < 0.02 and err < 0.5 * np.abs(shown(panel) - drawn[::-1]).mean()
 
 
 def test_changing_the_map_dimensions_and_redrawing_when_the_others_move(qtbot, panel):
