@@ -256,6 +256,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
 
     def _activate(self, entry: LatentEntry | None, keep: bool = False) -> None:
         """Show ``entry`` (``keep``: a newer copy of the same model, z kept)."""
+        keep = keep and entry is not None and entry.latent_dim == self.state.dim
         if not keep:  # a newer copy of the model being trained: an animation goes on
             self.puller.stop()
             self.encoding = self.projection = self.frames = None
@@ -263,8 +264,9 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
             self.encode_box.result_label.clear()
             self.interp_box.strip.clear_images()
         self.state.set_entry(entry, keep)
-        self.encode_box.set_gan(entry is not None and not entry.has_encoder)
-        self._fill_sweep()
+        if not keep:
+            self.encode_box.set_gan(entry is not None and not entry.has_encoder)
+            self._fill_sweep()
         self._update_controls()
         if entry is None:
             self.image_view.clear_images()

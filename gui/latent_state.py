@@ -196,7 +196,8 @@ def compute_map(model: GenerativeModel, base: np.ndarray, dims: tuple[int, int] 
 
 class LatentState:
     """The explorer's state; every change is announced to the observers with one word:
-    ``model``, ``z``, ``digit``, ``dims``, ``order``, ``ab``."""
+    ``model`` (another model: z = 0), ``refresh`` (newer weights of the same model: z kept),
+    ``z``, ``digit``, ``dims``, ``order``, ``ab``."""
 
     def __init__(self) -> None:
         self.entry: LatentEntry | None = None
@@ -233,10 +234,12 @@ class LatentState:
         snapshot of the model being trained)."""
         d = entry.latent_dim if entry is not None else 0
         self.entry = entry
-        if not (keep and d == self.dim):
-            self.z = np.zeros(d, np.float32)
-            self.a = self.b = None
-            self.order = np.arange(d)
+        if keep and d == self.dim and entry is not None:
+            self._emit("refresh")  # the same latent space, newer weights
+            return
+        self.z = np.zeros(d, np.float32)
+        self.a = self.b = None
+        self.order = np.arange(d)
         i, j = self.dims
         if not (i != j and max(i, j) < d):
             self.dims = (0, 1) if d >= 2 else (0, 0)

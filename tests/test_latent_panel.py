@@ -414,6 +414,8 @@ def test_the_training_tabs_model_is_followed_live(qtbot, aloop, weights):
         wait_map(qtbot, p)
         first = p.map.result.mosaic.copy()
         assert "step 10" in p.entry.name and p.entry.model is not model
+        assert p._follow_timer.isActive() and p._follow_timer.interval() <= 1000
+        wait(qtbot, p.encode("random", index=0))
         p.state.set_z(np.array([0.5, 0.25], np.float32))
         with torch.no_grad():
             for q in model.decoder.parameters():
@@ -421,10 +423,13 @@ def test_the_training_tabs_model_is_followed_live(qtbot, aloop, weights):
         step[0] = 11
         p.refresh_training_model()  # what the follow timer calls every second
         assert "step 11" in p.entry.name
-        np.testing.assert_array_equal(p.state.z, [0.5, 0.25])  # z kept
+        np.testing.assert_array_equal(p.state.z, [0.5, 0.25])  # z kept, and the encoded point
+        assert len(p.map.encoded.getData()[0]) == 1 and p.encoding is not None
         wait_map(qtbot, p)
         assert not np.array_equal(p.map.result.mosaic, first)
         np.testing.assert_allclose(shown(p), latent.decode(model, p.state.z)[0], atol=1e-6)
+        p.hide()
+        assert not p._follow_timer.isActive()  # only while the tab is shown
     finally:
         p.shutdown()
 
@@ -469,6 +474,15 @@ def test_latent_tab_in_the_window(qtbot, window, weights):
     wait_map(qtbot, lat)
     wait(qtbot, lat.encode("drawing"))
     np.testing.assert_array_equal(lat.encode_box.view.images[0], Drawing().image)
+    spin = lat.sliders.spins[0]
+    spin.lineEdit().selectAll()
+    qtbot.keyClicks(spin.lineEdit(), "-9")
+    qtbot.keyClick(spin.lineEdit(), Qt.Key.Key_Return)
+    assert "refused" in window.last_error  # shown by the window, in a message box
+    window.model = registry.create("nade", (784,), hidden=4)  # not a latent model: not offered here
+    window.model_step = 5
+    lat.refresh_training_model()
+    assert TRAINING_KEY not in [e.key for e in lat.entries]
     lat.sliders.temp_spin.setValue(0.7)
     lat.map.extent_spin.setValue(2.5)
     window.save_settings()
