@@ -230,7 +230,7 @@ def test_trainer_lowers_held_out_nll(key, d):
     before = engine.evaluate(model, ds.valid)["nll_nats"]
     cfg = engine.TrainConfig(max_steps=40, eval_every=20, visuals_every_s=None, device="cpu")
     snaps = list(engine.Trainer(model, ds, cfg).run())
-    assert snaps[-1].event == "finished" or snaps[-1].step == 40
+    assert snaps[-1].event == "finished" and snaps[-1].step == 40, snaps[-1].message
     assert all(math.isfinite(s.loss) for s in snaps if s.event in ("step", "eval", "finished"))
     after = engine.evaluate(model, ds.valid)["nll_nats"]
     assert math.isfinite(after) and after < before - 0.2, (before, after)

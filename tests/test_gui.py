@@ -132,13 +132,16 @@ def test_save_and_load_round_trip(qtbot, window, tmp_path):
     expected = trained.log_prob(x)
 
     window.model = None
+    window.training_view.image = None  # so that the samples checked below are the load's own
+    window.training_view.caption.setText("")
     task = window.load(path)
     qtbot.waitUntil(task.done, timeout=10000)
     assert window.model is not None and window.model is not trained
     assert torch.allclose(window.model.log_prob(x), expected)
     assert window.model_step == session.trainer.step
-    assert "loaded" in window.statusBar().currentMessage() or window.training_view.image is not None
-    qtbot.waitUntil(lambda: "samples from FVSBN" in window.training_view.caption.text(), timeout=10000)
+    assert window.statusBar().currentMessage() == f"loaded {path.name}: FVSBN, step {session.trainer.step}"
+    assert window.training_view.image is not None and window.training_view.image.dtype == np.uint8
+    assert "samples from FVSBN" in window.training_view.caption.text()
 
 
 def test_save_while_training_is_done_by_the_trainer_between_steps(qtbot, window, tmp_path):
@@ -206,7 +209,9 @@ def test_nan_during_training_stops_and_restores(qtbot, window, monkeypatch):
     with qtbot.waitSignal(session.finished, timeout=20000):
         pass
     assert session.last_frame.snapshot.event == "nonfinite"
-    assert window.error_boxes and "NaN" in window.error_boxes[-1].text() or "nan" in window.error_boxes[-1].text()
+    assert window.error_boxes, "an error dialog is shown"
+    text = window.error_boxes[-1].text()
+    assert "loss=nan" in text and "last good weights were restored" in text, text
     assert all(torch.isfinite(p).all() for p in window.model.parameters())
     assert window.panel.train_btn.isEnabled()
 

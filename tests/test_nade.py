@@ -114,29 +114,6 @@ def test_sample_frequencies_match_log_prob():
     assert (freq - probs).abs().max().item() < 0.02, (freq, probs)
 
 
-def test_complete_keeps_known_pixels_and_varies_candidates():
-    d = 16
-    model = _random_nade(d, hidden=8, seed=2, scale=0.3)  # weak weights: unknown pixels vary
-    g = torch.Generator().manual_seed(3)
-    x = torch.bernoulli(torch.full((2, d), 0.5), generator=g)
-    x0 = x.clone()
-    known = torch.zeros(2, d, dtype=torch.bool)
-    known[:, :6] = True
-    known[1, 10] = True
-    n = 8
-    out = model.complete(x, known, n=n, generator=g)
-    assert out.shape == (2 * n, d)
-    assert set(out.unique().tolist()) <= {0.0, 1.0}
-    for i in range(2):
-        cands = out[i * n:(i + 1) * n]
-        k = known[i]
-        assert torch.equal(cands[:, k], x[i, k].expand(n, -1)), "a known pixel was changed"
-        assert len({tuple(c.tolist()) for c in cands[:, ~k]}) > 1, "all candidates are identical"
-    assert torch.equal(x, x0), "the input was modified"
-    one = model.complete(x[0], known[0], n=3, generator=g)  # a single (D,) input
-    assert one.shape == (3, d) and torch.equal(one[:, known[0]], x[0, known[0]].expand(3, -1))
-
-
 def test_complete_follows_the_conditionals():
     # x1 = x0 almost surely: a large positive W feeds x0 into h, V reads it out
     model = registry.create("nade", (2,), hidden=1)

@@ -105,26 +105,6 @@ def test_steps_match_the_parallel_conditionals():
         torch.testing.assert_close(s.p, probs[:, s.pixel], atol=1e-5, rtol=1e-5)
 
 
-def test_complete_keeps_known_pixels_and_varies_candidates():
-    d = 16
-    model = _prnn(d, seed=5, scale=0.3)
-    g = torch.Generator().manual_seed(3)
-    x = torch.bernoulli(torch.full((2, d), 0.5), generator=g)
-    x0 = x.clone()
-    known = torch.bernoulli(torch.full((2, d), 0.5), generator=g).bool()  # arbitrary, per row
-    known[:, 15] = True  # known pixels after unknown ones are kept too
-    n = 8
-    out = model.complete(x, known, n=n, generator=g)
-    assert out.shape == (2 * n, d) and set(out.unique().tolist()) <= {0.0, 1.0}
-    for i in range(2):
-        cands, k = out[i * n:(i + 1) * n], known[i]
-        assert torch.equal(cands[:, k], x[i, k].expand(n, -1)), "a known pixel was changed"
-        assert len({tuple(c.tolist()) for c in cands[:, ~k]}) > 1, "all candidates are identical"
-    assert torch.equal(x, x0), "the input was modified"
-    one = model.complete(x[0], known[0], n=3, generator=g)  # a single (D,) input
-    assert one.shape == (3, d) and torch.equal(one[:, known[0]], x[0, known[0]].expand(3, -1))
-
-
 def test_complete_is_complete_steps_exhausted():
     model = _prnn(9, seed=6)
     x = torch.ones(2, 9)
