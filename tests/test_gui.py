@@ -4,12 +4,8 @@ bad inputs, settings, closing mid-training."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import pickle
-import shutil
-import threading
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +16,7 @@ from PySide6.QtWidgets import QApplication
 
 from core import engine
 from core.models.fvsbn import FVSBN
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from waiting import steady
 
 
 class FrameProbe(QObject):
@@ -73,15 +68,17 @@ def test_train_pause_step_resume_stop(qtbot, window):
 
     qtbot.mouseClick(window.panel.pause_btn, Qt.MouseButton.LeftButton)
     assert window.panel.pause_btn.text() == "Resume"
-    qtbot.wait(300)
+    # the step in flight when pause was clicked finishes and is shown: then the count rests
+    qtbot.waitUntil(steady(lambda: (current_step(window), session.trainer.step)), timeout=10000)
     paused_at = current_step(window)
-    qtbot.wait(300)
+    assert paused_at == session.trainer.step, "the last step done is the one shown"
+    qtbot.wait(300)  # about time itself: no progress during 300 ms of pause
     assert current_step(window) == paused_at, "no progress while paused"
 
     qtbot.mouseClick(window.panel.step_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: current_step(window) == paused_at + 1, timeout=5000)
-    qtbot.wait(200)
-    assert current_step(window) == paused_at + 1, "one step, exactly"
+    qtbot.wait(200)  # about time itself: no second step in the next 200 ms
+    assert current_step(window) == paused_at + 1 == session.trainer.step, "one step, exactly"
 
     qtbot.mouseClick(window.panel.pause_btn, Qt.MouseButton.LeftButton)  # resume
     qtbot.waitUntil(lambda: current_step(window) > paused_at + 5, timeout=10000)
@@ -288,25 +285,17 @@ def test_keyboard_shortcuts_drive_training(qtbot, window):
         window.findChild(type(window.menuBar().actions()[0]), "actionStop").trigger()
 
 
-@pytest.mark.skipif(not (SHARED / "binarized_mnist.npz").is_file(), reason="needs ../shared/data")
-def test_download_binarized_mnist_with_progress_then_train(qtbot, window, tmp_path, monkeypatch):
-    served = tmp_path / "served"
-    served.mkdir()
-    shutil.copy(SHARED / "binarized_mnist.npz", served / "binarized_mnist.npz")
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("GMS_DATA_MIRROR", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setenv("GMS_DATA_DIR", str(tmp_path / "cache"))
-        window.panel.data_path.setText("")
-        session = start_training(qtbot, window, epochs=0.02, data="binarized_mnist")
-        with qtbot.waitSignal(session.finished, timeout=30000):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert (tmp_path / "cache" / "binarized_mnist.npz").is_file()
-    assert window.dataset.name == "binarized_mnist" and window.dataset.train.shape == (50000, 784)
+def test_download_binarized_mnist_with_progress_then_train(qtbot, window, mnist_mirror, mnist_fixture):
+    """The window downloads binarized MNIST from $GMS_DATA_MIRROR (the tests' loopback mirror of
+    a small stand-in), checks it, caches it and trains on it."""
+    window.panel.data_path.setText("")
+    session = start_training(qtbot, window, epochs=0.2, data="binarized_mnist")
+    with qtbot.waitSignal(session.finished, timeout=30000):
+        pass
+    assert mnist_mirror.requests == ["/binarized_mnist.npz"]
+    assert (mnist_mirror.cache / "binarized_mnist.npz").is_file()
+    assert window.dataset.name == "binarized_mnist"
+    assert np.array_equal(window.dataset.train, mnist_fixture.train)
+    assert np.array_equal(window.dataset.valid, mnist_fixture.valid)
     assert session.last_frame.snapshot.event == "finished"
+    assert session.last_frame.snapshot.step == session.trainer.total_steps == 2  # 0.2 x 640 / 64

@@ -58,6 +58,11 @@ class DatasetInfo:
 # binarized MNIST
 # --------------------------------------------------------------------------------------------
 
+# The pinned digests below (and ``MNIST_DIGITS_MD5`` in mnist_digits.py) are read at each call,
+# never bound at import: the only override is the tests' (tests/mnist_fixture.py), which patches
+# them with monkeypatch for one test to serve a small stand-in from a loopback mirror. Nothing a
+# user can set (argument, environment variable, setting) changes them.
+
 #: SHA-256 of the C-contiguous uint8 arrays (not of a container file), so that the original
 #: ``.amat`` text files and an ``.npz`` mirror are checked the same way.
 MNIST_CONTENT_SHA256 = {
