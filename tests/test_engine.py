@@ -136,7 +136,7 @@ class SlowVisuals(FVSBN):
     """Sampling that takes 50 ms, like PixelCNN's pass per pixel."""
 
     def visuals(self, n=64, generator=None, bounds=None, res=96):
-        time.sleep(0.05)
+        time.sleep(0.05)  # about time itself: the cost the trainer must keep to a tenth
         return {"samples": np.zeros((1, *self.data_shape), np.float32)}
 
 
@@ -324,7 +324,7 @@ def fake_snapshots(pulled: list, closed: threading.Event, n: int | None = None, 
         while n is None or step < n:
             step += 1
             if delay:
-                time.sleep(delay)
+                time.sleep(delay)  # about time itself: a step's duration
             if clock is not None:
                 clock[0] += tick
             event = "step"
@@ -369,19 +369,19 @@ def test_run_control_pause_step_resume_stop():
     consumer = threading.Thread(target=lambda: frames.extend(it), daemon=True)
     consumer.start()
 
-    time.sleep(0.2)
+    time.sleep(0.2)  # about time itself: nothing is pulled during 200 ms of pause
     assert pulled == [] and consumer.is_alive() and control.paused
 
     control.step(1)
     assert _wait_until(lambda: len(pulled) == 1)
-    time.sleep(0.2)
+    time.sleep(0.2)  # about time itself: no second snapshot in the next 200 ms
     assert pulled == [1], "step(1) let more than one snapshot through"
     assert _wait_until(lambda: len(frames) == 1)
     assert frames[0].snapshot.step == 1 and frames[0].steps == 1  # paused: every step is shown
 
     control.step(2)
     assert _wait_until(lambda: len(pulled) == 3)
-    time.sleep(0.1)
+    time.sleep(0.1)  # about time itself: no third grant's worth in the next 100 ms
     assert pulled == [1, 2, 3]
 
     control.resume()
@@ -390,7 +390,7 @@ def test_run_control_pause_step_resume_stop():
 
     control.pause()
     n = _settle(lambda: len(pulled))
-    time.sleep(0.2)
+    time.sleep(0.2)  # about time itself: no progress during 200 ms of pause
     assert len(pulled) == n, "the consumer made progress while paused"
 
     control.resume()
@@ -411,6 +411,8 @@ def test_stop_while_paused_ends_the_consumer():
     snaps = fake_snapshots(pulled, closed)
     consumer = threading.Thread(target=lambda: frames.extend(throttled(snaps, control)), daemon=True)
     consumer.start()
+    # no observable "blocked in wait()": give the consumer time to get there (a stop before it
+    # does is the other case, and must end it as well)
     time.sleep(0.05)
     control.stop()
     consumer.join(1.0)
@@ -442,7 +444,7 @@ def test_stop_ends_a_real_training_consumer():
     assert _wait_until(lambda: trainer.step > 20)
     control.pause()
     step = _settle(lambda: trainer.step)
-    time.sleep(0.2)
+    time.sleep(0.2)  # about time itself: no step during 200 ms of pause
     assert trainer.step == step
     control.resume()
     assert _wait_until(lambda: trainer.step > step + 5)

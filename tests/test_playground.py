@@ -13,6 +13,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
 from core.protocol import cell_area
+from waiting import steady
 
 
 @pytest.fixture
@@ -98,9 +99,10 @@ def test_pause_step_resume_stop_in_the_playground(qtbot, pg_tab):
     session = pg_tab.play()
     qtbot.waitUntil(lambda: session.frames_received > 0, timeout=20000)
     qtbot.mouseClick(pg_tab.pause_btn, Qt.MouseButton.LeftButton)
-    qtbot.wait(300)
+    # the step in flight when pause was clicked finishes and is shown: then the count rests
+    qtbot.waitUntil(steady(lambda: session.last_frame.snapshot.step), timeout=10000)
     at = session.last_frame.snapshot.step
-    qtbot.wait(300)
+    qtbot.wait(300)  # about time itself: no progress during 300 ms of pause
     assert session.last_frame.snapshot.step == at
     qtbot.mouseClick(pg_tab.step_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: session.last_frame.snapshot.step == at + 1, timeout=5000)
@@ -120,7 +122,7 @@ def test_speed_limits_the_pace(qtbot, pg_tab):
     session = pg_tab.play()
     qtbot.waitUntil(lambda: session.frames_received > 0, timeout=20000)
     start, t0 = session.last_frame.snapshot.step, time.perf_counter()
-    qtbot.wait(1000)
+    qtbot.wait(1000)  # about time itself: the steps made in one second
     rate = (session.last_frame.snapshot.step - start) / (time.perf_counter() - t0)
     assert rate < 12
     session.stop()

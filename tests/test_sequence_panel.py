@@ -89,7 +89,7 @@ def test_stop_freezes_the_animation(qtbot, panel):
     assert not panel.running and panel.sample_btn.isEnabled()
     t, length = panel.current_step, curve_len(panel)
     assert t < T - 1 and "Stopped" in panel.status.text()
-    qtbot.wait(200)
+    qtbot.wait(200)  # about time itself: nothing more is drawn in the next 200 ms (3 steps' time)
     assert panel.current_step == t and curve_len(panel) == length
 
 
@@ -99,7 +99,7 @@ def test_speed_limits_the_pace(qtbot, panel):
     panel.speed.setValue(4)  # 8 steps/s
     t0 = time.perf_counter()
     panel.sample()
-    qtbot.wait(400)
+    qtbot.wait(400)  # about time itself: the steps drawn in 400 ms at 8 steps/s
     elapsed = time.perf_counter() - t0
     assert 1 <= panel.drawn <= 8 * elapsed + 2
     panel.speed.setValue(11)  # full speed
