@@ -113,6 +113,7 @@ def trained(runs) -> tuple[Path, dict, subprocess.CompletedProcess]:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_list(runs):
     proc = runs["procs"]["list"]
     assert proc.returncode == 0, proc.stderr
@@ -121,6 +122,7 @@ def test_list(runs):
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_train(trained):
     out, result, proc = trained
     assert out.is_file() and engine.sidecar_path(out).is_file()
@@ -137,6 +139,7 @@ def test_train(trained):
     assert valid["nll_nats"] == pytest.approx(expected_nll(out, datasets.load("bars").valid), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_eval_single_key(trained, runs):
     proc = runs["procs"]["eval"]
     assert proc.returncode == 0, proc.stderr
@@ -146,6 +149,7 @@ def test_eval_single_key(trained, runs):
     assert result["nll_nats"] == pytest.approx(expected_nll(trained[0], runs["ok"]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_eval_with_key(trained, runs, capsys):
     ckpt = trained[0]
     proc = runs["procs"]["eval_key"]
@@ -164,22 +168,27 @@ def test_eval_with_key(trained, runs, capsys):
         assert r["bits_per_dim"] == pytest.approx(r["nll_nats"] / (784 * math.log(2)), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_error_missing_checkpoint(runs):
     assert_clean_error(runs["procs"]["missing"], "none.safetensors")
 
 
+@pytest.mark.slow
 def test_error_pickle_renamed(runs):
     assert_clean_error(runs["procs"]["pickled"], "pickle")
 
 
+@pytest.mark.slow
 def test_error_data_of_the_wrong_shape(trained, runs):
     assert_clean_error(runs["procs"]["shape"], "shape.npz", "(N, 784)")
 
 
+@pytest.mark.slow
 def test_error_non_binary_data(trained, runs):
     assert_clean_error(runs["procs"]["nonbinary"], "nonbinary.npz", "0 or 1")
 
 
+@pytest.mark.slow
 def test_error_unknown_family(runs):
     assert_clean_error(runs["procs"]["family"], "no-such-family", "fvsbn")
     assert not (runs["tmp"] / "family.safetensors").exists()
@@ -236,6 +245,7 @@ def _data_file(tmp_path: Path, kind: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, needle", [("two-keys", "--key"), ("npy", "npz"), ("nan", "NaN"),
                                           ("text", "not a readable")])
 def test_in_process_eval_errors(trained, tmp_path, capsys, kind, needle):

@@ -19,7 +19,11 @@ SMALL = {
 }
 
 
-@pytest.mark.parametrize("family", sorted(SMALL))
+#: the families whose run here takes more than ~3 s
+SLOW = {"pixelcnn"}
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW else f for f in sorted(SMALL)])
 def test_image_family_trains_in_the_training_tab(qtbot, window, family):
     assert window.picker.select(family)
     window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))

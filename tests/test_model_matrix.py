@@ -21,11 +21,16 @@ KIND = {1: DataKind.POINTS_1D, 2: DataKind.POINTS_2D}
 STEPS = 40
 
 
+#: the cases measured above ~2 s (the denoising autoencoder on the sets of many small modes)
+SLOW = {("dae", "ring8"), ("dae", "grid25"), ("dae", "8gaussians")}
+
+
 def cases():
     for info in registry.families():
         for name, spec in toy.TOY_SETS.items():
             if KIND[spec.dim] in info.data_kinds:
-                yield pytest.param(info.key, name, id=f"{info.key}-{name}")
+                marks = [pytest.mark.slow] if (info.key, name) in SLOW else []
+                yield pytest.param(info.key, name, id=f"{info.key}-{name}", marks=marks)
 
 
 def wide(bounds, factor=3.0):

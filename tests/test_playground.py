@@ -58,6 +58,7 @@ def test_models_offered_follow_the_data_dimension(pg_tab):
     assert pg_tab.tiles[0].dim == 1
 
 
+@pytest.mark.slow
 def test_two_models_side_by_side_learn_and_fill_the_table(qtbot, pg_tab, tmp_path):
     choose_set(pg_tab, "8gaussians")
     pg_tab.set_checked(["rnade", "realnvp"])
@@ -237,6 +238,7 @@ def test_zero_bandwidth_and_too_many_components_get_clear_messages(qtbot, pg_tab
     assert pg_tab.train_btn.isEnabled()
 
 
+@pytest.mark.slow
 def test_every_point_model_trains_on_every_built_in_set_in_the_playground(qtbot, pg_tab):
     """Every family on every built-in set it accepts, side by side on the worker thread in the
     real tab: every run finishes and its frames reach its tile. (How well each learns is
