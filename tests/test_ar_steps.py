@@ -169,15 +169,7 @@ def test_complete_keeps_known_pixels_and_varies_candidates(key):
     assert torch.equal(x, x0), "the input was modified"
 
 
-def _single_input_case(key: str):
-    if key == "cnade":  # its completion counts the rows of a flat (D,) input as D examples
-        return pytest.param(key, marks=pytest.mark.xfail(
-            strict=True, raises=ValueError,
-            reason="known bug: cnade's _walk reads a flat (D,) input of an image model as D rows"))
-    return key
-
-
-@pytest.mark.parametrize("key", [_single_input_case(k) for k in _completing_families()])
+@pytest.mark.parametrize("key", _completing_families())
 def test_complete_takes_a_single_flat_input(key):
     model = _weak_random(key)
     x = torch.bernoulli(torch.full((16,), 0.5), generator=torch.Generator().manual_seed(3))

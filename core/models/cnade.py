@@ -152,7 +152,7 @@ class ConditionalNADE(NADE):
     # -- sampling and completion -----------------------------------------------------------------
     def _walk(self, x, known, n, generator, labels) -> Iterator[CompletionStep]:
         """The completion loop: yields a step per pixel drawn, returns the (M, D) result."""
-        rows = 1 if tuple(x.shape) == self.data_shape else len(x)
+        rows = 1 if tuple(x.shape) in (self.data_shape, (self.dim,)) else len(x)
         x, known = self.completion_inputs(x, known, n)  # (M, D), unknown pixels zeroed
         if labels is None:
             y = self._random_labels(len(x), generator)
