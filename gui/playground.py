@@ -26,11 +26,11 @@ from core.data.points import read_csv, write_csv
 from core.engine import Frame, TrainConfig, Trainer
 from core.protocol import DataKind, grid_points
 from gui.jobs import in_thread
-from gui.train_panel import _changed_signal, _editor, _set_value, _value
+from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
+from gui.style import COLORS
 from gui.worker import TrainingSession
 
 PAINTED = "painted"
-COLORS = ["#4c9be8", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7"]
 #: density grid per axis in the tiles: 64 keeps a RealNVP's visuals at ~25 ms (96: ~75 ms)
 RES = 64
 #: frames per second handed over by the worker: above the 30 fps repaint timer, so that a
@@ -509,7 +509,7 @@ class PlaygroundPanel(QWidget):
 
     def _save_editors(self) -> None:
         if getattr(self, "_hp_key", None):
-            self.model_hparams[self._hp_key] = {n: _value(w) for n, w in self.editors.items()}
+            self.model_hparams[self._hp_key] = {n: editor_value(w) for n, w in self.editors.items()}
 
     @Slot(QListWidgetItem, QListWidgetItem)
     def _on_model_current(self, item, _prev=None) -> None:
@@ -523,13 +523,13 @@ class PlaygroundPanel(QWidget):
         info = registry.info(self._hp_key)
         saved = self.model_hparams.get(self._hp_key, {})
         for h in info.hparams:
-            w = _editor(h)
+            w = make_editor(h)
             if h.name in saved:
-                _set_value(w, saved[h.name])
+                set_editor_value(w, saved[h.name])
             self.editors[h.name] = w
             self.hp_form.addRow(h.name + (" (live)" if h.live else ""), w)
             if h.live:
-                _changed_signal(w).connect(self._on_live_edit)
+                changed_signal(w).connect(self._on_live_edit)
         self._enable_editors()
         self.hp_box.setTitle(f"Hyperparameters: {info.name}")
 
@@ -538,7 +538,7 @@ class PlaygroundPanel(QWidget):
         self._save_editors()
         self.model_hparams.setdefault(key, {})[name] = value
         if getattr(self, "_hp_key", None) == key and name in self.editors:
-            _set_value(self.editors[name], value)
+            set_editor_value(self.editors[name], value)
 
     # -- tiles -----------------------------------------------------------------------------------
     def _make_tiles(self, keys: list[str]) -> None:
@@ -612,8 +612,8 @@ class PlaygroundPanel(QWidget):
         if name is None or not self.running or self._hp_key not in self.running_keys:
             return
         try:
-            self.session.set_hparams({name: _value(w)}, index=self.running_keys.index(self._hp_key))
-            self.status.emit(f"{registry.info(self._hp_key).name}: {name} = {_value(w)} from the next step")
+            self.session.set_hparams({name: editor_value(w)}, index=self.running_keys.index(self._hp_key))
+            self.status.emit(f"{registry.info(self._hp_key).name}: {name} = {editor_value(w)} from the next step")
         except ValueError as exc:
             self.status.emit(str(exc))
 

@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPus
 from core import data as datasets
 from core.engine import CheckpointError, load_checkpoint, read_checkpoint_meta
 from core.protocol import CompletionStep, DataKind, GenerativeModel
+from gui.style import COLORS
 
-COLORS = ["#4c9be8", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7"]
 MAX_CANDIDATES = len(COLORS)
 #: value rows of the distribution strip over [-1, 1]
 STRIP_ROWS = 256

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from gui.train_panel import _set_value
+from gui.hparam_editors import set_editor_value
 
 SMALL = {
     "fvsbn": {},
@@ -28,7 +28,7 @@ def test_image_family_trains_in_the_training_tab(qtbot, window, family):
     assert window.picker.select(family)
     window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))
     for name, value in SMALL[family].items():
-        _set_value(window.panel.editors[name], value)
+        set_editor_value(window.panel.editors[name], value)
     window.panel.editors["batch_size"].setValue(16)
     window.panel.epochs.setValue(0.02)  # 5 steps of the 4000 bars
     old = window.session
