@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
-from core.protocol import grid_points
+from core.protocol import Visuals, grid_points
 
 #: density grid per axis in the tiles: 64 keeps a RealNVP's visuals at ~25 ms (96: ~75 ms)
 RES = 64
@@ -62,7 +62,7 @@ class Tile:
         else:
             for item in (self.hist, self.truth, self.curve, self.samples):
                 self.plot.addItem(item)
-        self.pending: dict[str, Any] = {}
+        self.pending = Visuals()
 
     def set_bounds(self, bounds) -> None:
         self.bounds = bounds
@@ -73,14 +73,14 @@ class Tile:
         else:
             self.vb.setXRange(x0, x1, padding=0)
 
-    def show_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.pending.update(arrays)
+    def show_arrays(self, arrays: Visuals) -> None:
+        self.pending = self.pending.updated(arrays)
 
     def flush(self) -> bool:
         if not self.pending:
             return False
-        a, self.pending = self.pending, {}
-        heat = a.get("density", a.get("disc"))
+        a, self.pending = self.pending, Visuals()
+        heat = a.heat
         if self.dim == 2:
             if heat is not None:
                 img = np.ascontiguousarray(heat, dtype=np.float32)
@@ -88,11 +88,11 @@ class Tile:
                 self.image.setImage(img, levels=(0.0, top if top > 0 else 1.0), autoLevels=False)
                 (x0, x1), (y0, y1) = self.bounds
                 self.image.setRect(x0, y0, x1 - x0, y1 - y0)
-            if "samples" in a:
-                s = a["samples"]
+            if a.samples is not None:
+                s = a.samples
                 self.samples.setData(s[:, 0], s[:, 1])
-            if "warp" in a:
-                w = a["warp"]  # (L, P, 2): NaN-separated polylines
+            if a.warp is not None:
+                w = a.warp  # (L, P, 2): NaN-separated polylines
                 sep = np.full((w.shape[0], 1, 2), np.nan, np.float32)
                 lines = np.concatenate([w, sep], 1).reshape(-1, 2)
                 self.warp.setData(lines[:, 0], lines[:, 1])
@@ -100,7 +100,7 @@ class Tile:
             if heat is not None:
                 xs = grid_points(self.bounds, len(heat))[:, 0]
                 self.curve.setData(xs, np.asarray(heat, np.float32))
-            if "samples" in a:
-                s = a["samples"][:, 0]
+            if a.samples is not None:
+                s = a.samples[:, 0]
                 self.samples.setData(s, np.zeros_like(s))
         return True

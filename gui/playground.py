@@ -24,8 +24,9 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupB
 from core import data as datasets
 from core import registry
 from core.data import toy
-from core.engine import Frame, TrainConfig, Trainer
-from core.protocol import DataKind, grid_points
+from core.control import Frame
+from core.training import EVALUATED, Event, TrainConfig, Trainer
+from core.protocol import DataKind, Visuals, grid_points
 from gui.comparison_view import TABLE_COLUMNS, ComparisonView, format_rows
 from gui.density_tiles import RES, Tile
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
@@ -282,7 +283,7 @@ class PlaygroundPanel(QWidget):
                 t.hist.setData(edges, counts)
         truth = self._true_density(ds, bounds)
         if truth is not None:
-            first.show_arrays({"density": truth})
+            first.show_arrays(Visuals(density=truth))
             if dim == 1:
                 xs = grid_points(bounds, RES)[:, 0]
                 for t in self.tiles:
@@ -446,7 +447,7 @@ class PlaygroundPanel(QWidget):
     @Slot(object)
     def _on_frame(self, frame: Frame) -> None:
         i, s = frame.index, frame.snapshot
-        if s.event == "error":
+        if s.event == Event.ERROR:
             self.rows[i]["error"] = s.message
             self.error.emit("A model stopped", f"{self.rows[i]['model']}: {s.message}")
             self._table_dirty = True
@@ -458,14 +459,14 @@ class PlaygroundPanel(QWidget):
         if s.step_ms > 0:
             row["ms"] = s.step_ms
         m = s.metrics
-        nll = m.get("valid_nll")
-        if s.event in ("eval", "finished") and nll is not None and math.isfinite(nll):
+        nll = s.nll.nats if s.nll is not None and not s.nll.is_bound else None
+        if s.event in EVALUATED and nll is not None and math.isfinite(nll):
             row["nll"] = nll
             self.curves[i].append((s.step, nll))
             self._nll_dirty = True
         if "modes_covered" in m:
             row["covered"], row["n_modes"], row["hq"] = int(m["modes_covered"]), int(m["n_modes"]), m["high_quality"]
-        if s.event == "nonfinite":
+        if s.event == Event.NONFINITE:
             self.error.emit("Training stopped", f"{row['model']}: {s.message}")
         self._table_dirty = True
 

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPus
                                QSpinBox, QVBoxLayout, QWidget)
 
 from core import data as datasets
-from core.engine import CheckpointError, load_checkpoint, read_checkpoint_meta
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from core.protocol import CompletionStep, DataKind, GenerativeModel
 from gui.style import COLORS
 
@@ -57,7 +57,7 @@ def find_sequence_checkpoint(folder: str | os.PathLike) -> Path | None:
             meta = read_checkpoint_meta(path)
         except CheckpointError:
             continue
-        if (meta.get("data") or {}).get("kind") == DataKind.SEQUENCE.value:
+        if meta.data_kind is DataKind.SEQUENCE:
             return path
     return None
 
@@ -192,7 +192,7 @@ class SequencePanel(QWidget):
             return False
         try:
             model, meta = load_checkpoint(path)
-            self.set_model(model, data_name=(meta.get("data") or {}).get("name"))
+            self.set_model(model, data_name=meta.data_name)
         except (CheckpointError, ValueError) as exc:
             self.status.setText(f"Could not use {path.name}: {exc}")
             return False

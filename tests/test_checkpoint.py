@@ -17,10 +17,11 @@ from safetensors.torch import save_file
 
 import core
 from core import data as datasets
-from core import engine, registry
+from core import registry
+from core.evaluation import evaluate
 from core.data import Dataset
-from core.engine import (CheckpointError, TrainConfig, Trainer, load_checkpoint, read_checkpoint_meta,
-                         save_checkpoint, sidecar_path)
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint, sidecar_path
+from core.training import TrainConfig, Trainer
 from core.protocol import DataKind
 
 # --------------------------------------------------------------------------------------------
@@ -102,14 +103,14 @@ def test_round_trip(tmp_path):
     assert torch.equal(loaded.weight, model.weight) and torch.equal(loaded.bias, model.bias)
     assert loaded.hparams == model.hparams and loaded.hparams["weight_decay"] == 1e-4
     assert loaded.data_shape == (784,)
-    assert meta["family"] == "fvsbn" and meta["step"] == 7 and meta["epoch"] == 1.75
-    assert meta["metrics"] == {"valid_nll": 123.5, "valid_bpd": None}  # NaN is stored as null
-    assert meta["app_version"] == core.__version__
-    assert meta["data"]["name"] == "bars" and meta["data"]["kind"] == "binary_image"
-    assert meta["data"]["image_shape"] == [28, 28] and meta["data"]["n_train"] == 64
-    assert meta["torch_version"] == torch.__version__
-    assert meta["path"] == str(path) and "warnings" not in meta
-    assert read_checkpoint_meta(path)["family"] == "fvsbn"
+    assert meta.family == "fvsbn" and meta.step == 7 and meta.epoch == 1.75
+    assert meta.metrics == {"valid_nll": 123.5, "valid_bpd": None}  # NaN is stored as null
+    assert meta.app_version == core.__version__
+    assert meta.data_name == "bars" and meta.data_kind is DataKind.BINARY_IMAGE
+    assert meta.image_shape == (28, 28) and meta.data.n_train == 64
+    assert meta.raw["torch_version"] == torch.__version__
+    assert meta.path == str(path) and not meta.warnings
+    assert read_checkpoint_meta(path).family == "fvsbn"
 
 
 def test_sidecar(saved):
@@ -127,7 +128,7 @@ def test_load_works_without_sidecar(saved):
     path, model = saved
     sidecar_path(path).unlink()
     loaded, meta = load_checkpoint(path, family="fvsbn")
-    assert torch.equal(loaded.weight, model.weight) and "warnings" not in meta
+    assert torch.equal(loaded.weight, model.weight) and not meta.warnings
 
 
 def test_trainer_writes_checkpoints(tmp_path):
@@ -138,11 +139,11 @@ def test_trainer_writes_checkpoints(tmp_path):
     for s in Trainer(model, data, TrainConfig(max_steps=6, checkpoint_path=path, checkpoint_every=2,
                                               eval_every=3, device="cpu", visuals_every_s=None)).run():
         if s.step in (2, 4):
-            steps_seen.append(read_checkpoint_meta(path)["step"])
+            steps_seen.append(read_checkpoint_meta(path).step)
     assert steps_seen == [2, 4]
     loaded, meta = load_checkpoint(path)
-    assert meta["step"] == 6 and meta["epoch"] == pytest.approx(1.5) and meta["data"]["name"] == "tiny"
-    assert meta["metrics"]["valid_nll"] == pytest.approx(engine.evaluate(model, data.valid)["nll_nats"])
+    assert meta.step == 6 and meta.epoch == pytest.approx(1.5) and meta.data_name == "tiny"
+    assert meta.metrics["valid_nll"] == pytest.approx(evaluate(model, data.valid).nats)
     assert torch.equal(loaded.weight, model.weight)
 
 
@@ -165,7 +166,7 @@ def test_crash_during_save_keeps_the_old_checkpoint(saved, monkeypatch):
     assert (path.read_bytes(), sidecar_path(path).read_bytes()) == before
     assert leftovers(path.parent) == []
     loaded, meta = load_checkpoint(path)
-    assert torch.equal(loaded.weight, first.weight) and meta["step"] == 3 and "warnings" not in meta
+    assert torch.equal(loaded.weight, first.weight) and meta.step == 3 and not meta.warnings
 
 
 def test_crash_between_weights_and_sidecar_is_detected(saved, monkeypatch):
@@ -185,8 +186,8 @@ def test_crash_between_weights_and_sidecar_is_detected(saved, monkeypatch):
     monkeypatch.undo()
     assert leftovers(path.parent) == []
     loaded, meta = load_checkpoint(path)
-    assert torch.equal(loaded.weight, second.weight) and meta["step"] == 100
-    assert any("another version" in w for w in meta["warnings"])
+    assert torch.equal(loaded.weight, second.weight) and meta.step == 100
+    assert any("another version" in w for w in meta.warnings)
 
 
 def test_sidecar_that_disagrees_gives_a_warning(saved):
@@ -197,7 +198,7 @@ def test_sidecar_that_disagrees_gives_a_warning(saved):
     side.write_text(json.dumps(info))
     loaded, meta = load_checkpoint(path)
     assert torch.equal(loaded.weight, model.weight)
-    assert len(meta["warnings"]) == 1 and side.name in meta["warnings"][0]
+    assert len(meta.warnings) == 1 and side.name in meta.warnings[0]
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", ""])
@@ -206,7 +207,7 @@ def test_unreadable_sidecar_gives_a_warning(saved, content):
     sidecar_path(path).write_text(content)
     loaded, meta = load_checkpoint(path)
     assert torch.equal(loaded.weight, model.weight)
-    assert meta["warnings"] and "m.json" in meta["warnings"][0]
+    assert meta.warnings and "m.json" in meta.warnings[0]
 
 
 @pytest.mark.parametrize("name", ["m.pt", "m.ckpt", "m", "m.safetensors.bak"])

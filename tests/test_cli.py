@@ -16,7 +16,8 @@ import torch
 
 from core import cli
 from core import data as datasets
-from core import engine
+from core.checkpoint import load_checkpoint, read_checkpoint_meta, sidecar_path
+from core.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def binary(n: int, p: float, seed: int) -> np.ndarray:
 
 def expected_nll(checkpoint: Path, x: np.ndarray) -> float:
     """The mean NLL in nats, computed here from the checkpoint, independently of the CLI."""
-    model, _ = engine.load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint)
     with torch.no_grad():
         return -model.log_prob(torch.from_numpy(x).float()).double().mean().item()
 
@@ -125,7 +126,7 @@ def test_list(runs):
 @pytest.mark.slow
 def test_train(trained):
     out, result, proc = trained
-    assert out.is_file() and engine.sidecar_path(out).is_file()
+    assert out.is_file() and sidecar_path(out).is_file()
     assert result["family"] == "fvsbn" and result["data"] == "bars" and result["steps"] == 20
     assert result["checkpoint"] == str(out) and result["device"] == "cpu"
     assert math.isfinite(result["final_loss"])
@@ -134,8 +135,8 @@ def test_train(trained):
     assert 0 < valid["nll_nats"] < 784 * math.log(2)  # learnt something in 20 steps
     assert valid["bits_per_dim"] == pytest.approx(valid["nll_nats"] / (784 * math.log(2)))
     assert "step 20/20" in proc.stderr  # the progress lines go to stderr, the JSON to stdout
-    meta = engine.read_checkpoint_meta(out)
-    assert meta["step"] == 20 and meta["hparams"]["lr"] == 0.01 and meta["data"]["name"] == "bars"
+    meta = read_checkpoint_meta(out)
+    assert meta.step == 20 and meta.hparams["lr"] == 0.01 and meta.data_name == "bars"
     assert valid["nll_nats"] == pytest.approx(expected_nll(out, datasets.load("bars").valid), rel=1e-5)
 
 
@@ -218,9 +219,9 @@ def test_in_process_train_and_eval(tmp_path, capsys):
     assert result["steps"] == 3 and result["epochs"] == 0.75 and out.is_file()
     assert result["valid"]["n"] == 16
     assert result["valid"]["nll_nats"] == pytest.approx(expected_nll(out, valid), rel=1e-5)
-    meta = engine.read_checkpoint_meta(out)
-    assert meta["hparams"]["batch_size"] == 16 and meta["hparams"]["weight_decay"] == 0.001
-    assert meta["data"]["n_train"] == 64
+    meta = read_checkpoint_meta(out)
+    assert meta.hparams["batch_size"] == 16 and meta.hparams["weight_decay"] == 0.001
+    assert meta.data.n_train == 64
 
     x = binary(20, 0.2, 3)
     np.savez(tmp_path / "d.npz", x=x)
@@ -295,25 +296,25 @@ def test_train_keep_best_record_and_fine_tune(tmp_path, capsys):
                    "--lr", "0.05", "--num-threads", "1", "--out", str(out)])
     assert rc == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    meta = engine.read_checkpoint_meta(out)
-    assert meta["training"]["command"].startswith("python main.py train fvsbn --data bars")
-    assert meta["training"]["best_step"] == result["best_step"] and 3 <= result["best_step"] <= 12
-    assert meta["hparams"]["lr"] == 0.05  # the base rate, not the schedule's last value
-    p = meta["valid_nll_percentiles"]
+    meta = read_checkpoint_meta(out)
+    assert meta.training["command"].startswith("python main.py train fvsbn --data bars")
+    assert meta.training["best_step"] == result["best_step"] and 3 <= result["best_step"] <= 12
+    assert meta.hparams["lr"] == 0.05  # the base rate, not the schedule's last value
+    p = meta.raw["valid_nll_percentiles"]
     assert len(p) == 101 and p == sorted(p)
     # the kept weights are the best evaluated ones, and score what the record says
-    model, _ = engine.load_checkpoint(out)
+    model, _ = load_checkpoint(out)
     ds = datasets.load("bars")
-    assert engine.evaluate(model, ds.valid)["nll_nats"] == pytest.approx(meta["valid"]["nll_nats"], rel=1e-5)
+    assert evaluate(model, ds.valid).nats == pytest.approx(meta.valid.nats, rel=1e-5)
 
     tuned = tmp_path / "g.safetensors"
     assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "5", "--init", str(out),
                      "--record", "--out", str(tuned)]) == 0
     capsys.readouterr()
-    init = engine.read_checkpoint_meta(tuned)["training"]["init"]
-    assert init["checkpoint"] == str(out) and init["training"]["command"] == meta["training"]["command"]
-    assert engine.evaluate(engine.load_checkpoint(tuned)[0], ds.valid)["nll_nats"] < \
-        engine.evaluate(registry_fresh("fvsbn", ds), ds.valid)["nll_nats"]  # it started from the weights
+    init = read_checkpoint_meta(tuned).training["init"]
+    assert init["checkpoint"] == str(out) and init["training"]["command"] == meta.training["command"]
+    assert evaluate(load_checkpoint(tuned)[0], ds.valid).nats < \
+        evaluate(registry_fresh("fvsbn", ds), ds.valid).nats  # it started from the weights
 
     assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "1", "--init", str(out),
                      "--hp", "weight_decay=0.001", "--out", str(tuned)]) == 2

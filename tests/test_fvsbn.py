@@ -117,9 +117,9 @@ def test_complete_follows_the_conditionals():
 def test_visuals_are_float32_samples():
     model = _random_fvsbn(6)
     v = model.visuals(10, generator=torch.Generator().manual_seed(0))
-    assert set(v) == {"samples"}
-    assert v["samples"].shape == (10, 6) and v["samples"].dtype == np.float32
-    assert v["samples"].flags.c_contiguous
+    assert set(v.as_dict()) == {"samples"}
+    assert v.samples.shape == (10, 6) and v.samples.dtype == np.float32
+    assert v.samples.flags.c_contiguous
 
 
 def test_training_lowers_the_loss_on_bars():

@@ -14,7 +14,7 @@ import torch
 from PySide6.QtCore import QObject, QSettings, Qt, QThread, Slot
 from PySide6.QtWidgets import QApplication
 
-from core import engine
+from core.checkpoint import load_checkpoint, save_checkpoint
 from core.models.fvsbn import FVSBN
 from waiting import steady
 
@@ -101,7 +101,7 @@ def test_training_runs_to_the_end_and_the_loss_falls(qtbot, window):
     assert frame.snapshot.step == session.trainer.total_steps
     loss = window.training_view.loss.y
     assert loss[-10:].mean() < loss[:10].mean() - 50
-    assert "valid_nll" in frame.snapshot.metrics
+    assert frame.snapshot.nll is not None
     assert window.training_view.image is not None and window.training_view.image.dtype == np.uint8
     assert "finished" in window.statusBar().currentMessage()
 
@@ -146,8 +146,8 @@ def test_save_while_training_is_done_by_the_trainer_between_steps(qtbot, window,
     path = tmp_path / "live.safetensors"
     window.save(path)
     qtbot.waitUntil(path.is_file, timeout=5000)
-    _, meta = engine.load_checkpoint(path)
-    assert meta["step"] > 0
+    _, meta = load_checkpoint(path)
+    assert meta.step > 0
     session.stop()
 
 
@@ -167,7 +167,7 @@ class Evil:
 def test_bad_checkpoints_show_an_error_and_lose_nothing(qtbot, window, tmp_path, kind):
     good = tmp_path / "good.safetensors"
     model = FVSBN((784,), FVSBN.info.defaults())
-    engine.save_checkpoint(good, model, step=7)
+    save_checkpoint(good, model, step=7)
     task = window.load(good)
     qtbot.waitUntil(task.done, timeout=10000)
     before = window.model
@@ -241,8 +241,8 @@ def test_closing_mid_training_stops_within_2s_and_keeps_the_checkpoint(qtbot, wi
     assert time.perf_counter() - t0 < 2.0
     assert thread.isFinished()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-    model, meta = engine.load_checkpoint(path)
-    assert meta["step"] > 0
+    model, meta = load_checkpoint(path)
+    assert meta.step > 0
 
 
 def test_settings_are_remembered(qtbot, aloop, tmp_path, monkeypatch):

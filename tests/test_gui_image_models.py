@@ -39,7 +39,7 @@ def test_image_family_trains_in_the_training_tab(qtbot, window, family):
         pass
     snap = session.last_frame.snapshot
     assert snap.event == "finished" and snap.step == session.trainer.total_steps
-    assert np.isfinite(snap.metrics["valid_nll"])
+    assert np.isfinite(snap.nll.nats)
     assert window.model.info.key == family
     assert {k: window.model.hparams[k] for k in SMALL[family]} == SMALL[family]
     qtbot.waitUntil(lambda: window.training_view.image is not None, timeout=10000)

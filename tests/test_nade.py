@@ -11,7 +11,9 @@ import torch.nn.functional as F
 
 from core import data as datasets
 from core import registry
-from core.engine import Trainer, TrainConfig, evaluate, load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.evaluation import evaluate
+from core.training import TrainConfig, Trainer
 
 
 def _random_nade(d: int, hidden: int = 4, seed: int = 0, scale: float = 1.5):
@@ -143,9 +145,9 @@ def test_trainer_lowers_held_out_nll_on_bars():
     ds = datasets.load("bars", n=256)
     model = registry.create("nade", ds.shape, ds.kind, hidden=32, lr=0.01, batch_size=64)
     cfg = TrainConfig(max_steps=12, eval_every=6, visuals_every_s=None, device="cpu", eval_size=64)
-    before = evaluate(model, ds.valid[:64])["nll_nats"]
+    before = evaluate(model, ds.valid[:64]).nats
     snaps = list(Trainer(model, ds, cfg).run())
-    after = snaps[-1].metrics["valid_nll"]
+    after = snaps[-1].nll.nats
     assert snaps[-1].event == "finished" and all(math.isfinite(s.loss) for s in snaps)
     assert after < before - 50, (before, after)
 
@@ -155,7 +157,7 @@ def test_checkpoint_round_trip(tmp_path):
     x = _all_binary(6)
     path = save_checkpoint(tmp_path / "nade.safetensors", model)
     loaded, meta = load_checkpoint(path, family="nade")
-    assert meta["family"] == "nade" and loaded.hparams["hidden"] == 4
+    assert meta.family == "nade" and loaded.hparams["hidden"] == 4
     torch.testing.assert_close(loaded.log_prob(x), model.log_prob(x))
 
 

@@ -11,7 +11,9 @@ import torch
 
 from core import data as datasets
 from core import registry
-from core.engine import TrainConfig, Trainer, evaluate, load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.evaluation import evaluate
+from core.training import TrainConfig, Trainer
 from core.protocol import CompletionStep, DataKind
 
 
@@ -162,12 +164,12 @@ def test_trainer_lowers_held_out_nll():
     x = datasets.bars(320, size=6, seed=0)
     ds = datasets.Dataset("bars6", DataKind.BINARY_IMAGE, x[:256], x[256:], (6, 6))
     model = registry.create("pixelrnn", ds.shape, ds.kind, hidden=16, row_hidden=16, lr=0.02, batch_size=64)
-    before = evaluate(model, ds.valid)["nll_nats"]
+    before = evaluate(model, ds.valid).nats
     cfg = TrainConfig(max_steps=30, eval_every=10, eval_size=64, visuals_every_s=None, device="cpu")
     snaps = list(Trainer(model, ds, cfg).run())
     assert snaps[-1].event == "finished", snaps[-1].message
     assert all(math.isfinite(s.loss) for s in snaps)
-    after = snaps[-1].metrics["valid_nll"]
+    after = snaps[-1].nll.nats
     assert after < before - 5, (before, after)
 
 
@@ -175,7 +177,7 @@ def test_checkpoint_round_trip(tmp_path):
     model = _prnn(8, seed=10, width=4, cell="gru")
     path = save_checkpoint(tmp_path / "pixelrnn.safetensors", model)
     loaded, meta = load_checkpoint(path, family="pixelrnn")
-    assert meta["family"] == "pixelrnn" and loaded.hparams["cell"] == "gru"
+    assert meta.family == "pixelrnn" and loaded.hparams["cell"] == "gru"
     assert (loaded.rows, loaded.cols) == (2, 4)
     x = _all_binary(8)
     torch.testing.assert_close(loaded.log_prob(x), model.log_prob(x))

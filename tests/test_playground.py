@@ -76,7 +76,7 @@ def test_two_models_side_by_side_learn_and_fill_the_table(qtbot, pg_tab, tmp_pat
     assert all(re.fullmatch(r"[0-8]/8", r[5]) for r in rows), rows
     bounds = pg_tab.dataset.meta["bounds"]
     for f in session.last_frames.values():
-        dens = f.arrays.get("density")
+        dens = f.arrays.density
         assert dens is not None, "both models have a density to show"
         assert dens.dtype == np.float32 and dens.flags.c_contiguous
         assert dens.sum() * cell_area(bounds, dens.shape[0]) == pytest.approx(1.0, abs=0.08)

@@ -12,7 +12,9 @@ import torch
 from PySide6.QtCore import Qt
 
 from core import registry
-from core.engine import Frame, Snapshot, save_checkpoint
+from core.checkpoint import save_checkpoint
+from core.control import Frame
+from core.training import Snapshot, Visuals
 from core.protocol import DataKind
 
 T = 32
@@ -145,7 +147,7 @@ def test_training_view_draws_sequence_samples_as_curves(qtbot):
     view.show()
     samples = real_sequences(12)
     snap = Snapshot(step=5, total_steps=10, epoch=0.5, loss=1.0, event="step")  # no image shape, no bounds
-    view.push(Frame(snap, np.zeros((0, 2)), {"samples": samples}, 1))
+    view.push(Frame(snap, np.zeros((0, 2)), Visuals(samples=samples), 1))
     qtbot.waitUntil(lambda: view.curves_widget.isVisible(), timeout=2000)
     x, y = view.curves_item.getData()
     assert len(x) == CURVES * (T + 1)  # each curve and a NaN break
@@ -153,7 +155,7 @@ def test_training_view_draws_sequence_samples_as_curves(qtbot):
     assert not view.samples_widget.isVisible()
     # image samples afterwards take the view back
     snap = Snapshot(step=6, total_steps=10, epoch=0.6, loss=1.0, event="step", image_shape=(2, 2))
-    view.push(Frame(snap, np.zeros((0, 2)), {"samples": np.zeros((4, 4), np.float32)}, 1))
+    view.push(Frame(snap, np.zeros((0, 2)), Visuals(samples=np.zeros((4, 4), np.float32)), 1))
     qtbot.waitUntil(lambda: view.samples_widget.isVisible(), timeout=2000)
     assert not view.curves_widget.isVisible()
 

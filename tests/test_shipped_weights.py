@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from core import data as datasets
-from core import engine
+from core.checkpoint import load_checkpoint, read_checkpoint_meta
+from core.evaluation import evaluate
 from core.protocol import DataKind
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,40 +41,40 @@ def _labelled_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_something_ships():
-    families = {engine.read_checkpoint_meta(p)["family"] for p in WEIGHTS}
+    families = {read_checkpoint_meta(p).family for p in WEIGHTS}
     assert {"fvsbn", "wavenet"} <= families
 
 
 @pytest.mark.parametrize("path", WEIGHTS, ids=[p.stem for p in WEIGHTS])
 def test_shipped_checkpoint_is_recorded_and_scores_as_recorded(path):
-    meta = engine.read_checkpoint_meta(path)
-    training = meta["training"]
-    if meta["family"] == "made-mixture":  # assembled from MADEs trained separately: their records
+    meta = read_checkpoint_meta(path)
+    training = meta.training
+    if meta.family == "made-mixture":  # assembled from MADEs trained separately: their records
         assert training["command"].startswith("python main.py mixture ")
-        assert len(training["members"]) == meta["hparams"]["members"]
+        assert len(training["members"]) == meta.hparams["members"]
         for member in training["members"]:
             assert member["training"]["command"].startswith("python main.py train made ")
             assert member["training"]["wall_s"] > 0
     else:
         assert training["command"].startswith("python main.py train ")
     assert training["wall_s"] > 0
-    assert json.loads(path.with_suffix(".json").read_text())["family"] == meta["family"]
-    model, _ = engine.load_checkpoint(path)
-    recorded = meta["valid"]["nll_nats"]
+    assert json.loads(path.with_suffix(".json").read_text())["family"] == meta.family
+    model, _ = load_checkpoint(path)
+    recorded = meta.valid.nats
     if model.info.conditional:
-        assert meta["valid"]["labels"] is True  # the record was scored with the true labels
+        assert meta.valid.labels is True  # the record was scored with the true labels
         x, labels = _labelled_digits()
-        got = engine.evaluate(model, x, labels=labels)["nll_nats"]
+        got = evaluate(model, x, labels=labels).nats
         # mean of 200 per-digit NLLs (std ~ 25 nats) against the full split's: well within 8
         assert abs(got - recorded) < 8, (got, recorded)
-        wrong = engine.evaluate(model, x, labels=(labels + 1) % 10)["nll_nats"]
+        wrong = evaluate(model, x, labels=(labels + 1) % 10).nats
         assert wrong > got + 5, (wrong, got)  # the labels are used: the digit class tells it a lot
-    elif meta["data"]["kind"] == DataKind.BINARY_IMAGE.value:
+    elif meta.data_kind is DataKind.BINARY_IMAGE:
         x = _digits()[:200]
-        got = engine.evaluate(model, x)["nll_nats"]
+        got = evaluate(model, x).nats
         # mean of 200 per-digit NLLs (std ~ 25 nats) against the full split's: well within 8
         assert abs(got - recorded) < 8, (got, recorded)
-        p = meta["valid_nll_percentiles"]
+        p = meta.raw["valid_nll_percentiles"]
         assert len(p) == 101 and p == sorted(p) and p[0] < recorded < p[100]
         known = torch.ones(1, 784, dtype=torch.bool)
         known[0, -28:] = False  # the last row
@@ -81,14 +82,14 @@ def test_shipped_checkpoint_is_recorded_and_scores_as_recorded(path):
         out = model.complete(xt, known, 2, torch.Generator().manual_seed(0))
         assert torch.equal(out[:, :-28], xt[:, :-28].expand(2, -1))
     else:
-        ds = datasets.load(meta["data"]["name"])
-        got = engine.evaluate(model, ds.valid[:200])["nll_nats"]
+        ds = datasets.load(meta.data_name)
+        got = evaluate(model, ds.valid[:200]).nats
         assert abs(got - recorded) < 0.1 * abs(recorded) + 5, (got, recorded)
     assert math.isfinite(got)
 
 
 def test_eval_command_scores_a_shipped_checkpoint(tmp_path):
-    path = next(p for p in WEIGHTS if engine.read_checkpoint_meta(p)["family"] == "fvsbn")
+    path = next(p for p in WEIGHTS if read_checkpoint_meta(p).family == "fvsbn")
     np.savez(tmp_path / "digits.npz", valid=_digits()[:100])
     out = subprocess.run([sys.executable, "main.py", "eval", "--checkpoint", str(path), "--data",
                           str(tmp_path / "digits.npz")], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -107,11 +108,11 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
                            "MNIST t10k files in ../shared/data/mnist (a 200-digit sample is scored above)")
 def test_shipped_conditional_model_scores_as_recorded_and_uses_its_labels():
     path = ROOT / "resources" / "weights" / "cnade-digits.safetensors"
-    model, meta = engine.load_checkpoint(path, family="cnade")
+    model, meta = load_checkpoint(path, family="cnade")
     ds = datasets.load("mnist_digits", path=SHARED_MNIST)
-    got = engine.evaluate(model, ds.valid, labels=ds.valid_labels)
-    assert got["nll_nats"] == pytest.approx(meta["valid"]["nll_nats"], abs=1e-3)
-    wrong = engine.evaluate(model, ds.valid, labels=(ds.valid_labels + 1) % 10)
-    assert wrong["nll_nats"] > got["nll_nats"] + 5  # the digit class tells it a lot
+    got = evaluate(model, ds.valid, labels=ds.valid_labels)
+    assert got.nats == pytest.approx(meta.valid.nats, abs=1e-3)
+    wrong = evaluate(model, ds.valid, labels=(ds.valid_labels + 1) % 10)
+    assert wrong.nats > got.nats + 5  # the digit class tells it a lot
     samples = model.sample(20, torch.Generator().manual_seed(0), labels=torch.arange(20) % 10)
     assert samples.shape == (20, 784) and set(torch.unique(samples).tolist()) <= {0.0, 1.0}

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.models.nade import _CHUNK_FLOATS, NADE
-from core.protocol import CompletionStep, DataKind, HParam, Likelihood, ModelInfo
+from core.protocol import CompletionStep, DataKind, HParam, Likelihood, ModelInfo, Visuals
 from core.registry import register
 
 
@@ -223,5 +223,5 @@ class ConditionalNADE(NADE):
         self.eval()
         labels = self.visual_labels(n) if labels is None else self.check_labels(labels, n)
         s = self.sample(n, generator=generator, labels=labels)
-        return {"samples": np.ascontiguousarray(s.cpu().numpy(), dtype=np.float32),
-                "sample_labels": np.ascontiguousarray(labels.cpu().numpy(), dtype=np.int64)}
+        return Visuals(samples=np.ascontiguousarray(s.cpu().numpy(), dtype=np.float32),
+                       sample_labels=np.ascontiguousarray(labels.cpu().numpy(), dtype=np.int64))
