@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from core import registry
 from core.checkpoint import CheckpointError, checkpoint_payload, save_checkpoint
 from core.data import Dataset
 from core.device import is_cuda_failure, select_device
@@ -112,7 +111,7 @@ def _bounds(data: Dataset) -> tuple[tuple[float, float], ...]:
 def clone_model(model: GenerativeModel) -> GenerativeModel:
     """A copy of ``model`` with its current weights, on the CPU, in eval mode, decoupled from
     the original. Call it where nothing steps ``model`` (see :meth:`Trainer.request_copy`)."""
-    clone = registry.create(model.info.key, model.data_shape, **model.hparams)
+    clone = type(model)(model.data_shape, dict(model.hparams))
     clone.load_state_dict({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
     return clone.eval()
 

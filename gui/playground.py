@@ -420,8 +420,9 @@ class PlaygroundPanel(QWidget):
     def _init_results(self, keys: list[str], ds) -> None:
         self.comparison.reset([registry.info(k).name for k in keys])
         self.curves = [[] for _ in keys]
-        self._set_entropy(ds.meta.get("true_entropy"))
-        if "true_entropy" not in ds.meta:
+        computed, entropy = ds.known_true_entropy()
+        self._set_entropy(entropy)
+        if not computed:
             # Monte Carlo over the true density: ~0.6 s for moons and circles, so off the GUI thread
             try:
                 asyncio.get_running_loop()
@@ -435,7 +436,7 @@ class PlaygroundPanel(QWidget):
         self._fill_table()
 
     async def _compute_entropy(self, ds) -> None:
-        value = await in_thread(datasets.dataset_true_entropy, ds, 50_000)  # cached in ds.meta
+        value = await in_thread(datasets.dataset_true_entropy, ds, 50_000)  # cached on ds
         if ds is self.dataset:
             self._set_entropy(value)
 

@@ -353,3 +353,37 @@ def test_damaged_metadata(saved):
 def test_checkpoint_error_is_a_value_error():
     # callers that catch ValueError (the CLI) also catch checkpoint problems
     assert issubclass(CheckpointError, ValueError)
+
+
+# -- the one parser of checkpoint metadata ----------------------------------------------------
+
+
+def test_checkpoint_meta_reads_every_name_of_the_held_out_nll():
+    from core.checkpoint import CheckpointMeta
+    from core.evaluation import NLL
+
+    recorded = CheckpointMeta.parse({"family": "fvsbn", "valid": {"nll_nats": 90.5, "bits_per_dim": 0.17, "n": 10},
+                                     "metrics": {"valid_nll": 99.0}})
+    assert recorded.valid == NLL(90.5, 0.17, False, 10) and recorded.nll is recorded.valid
+    trained = CheckpointMeta.parse({"family": "fvsbn", "metrics": {"valid_nll_bound": 80.0, "valid_bpd_bound": 0.1}})
+    assert trained.valid is None and trained.nll == NLL(80.0, 0.1, True)
+    bound = CheckpointMeta.parse({"family": "x", "valid": {"nll_bound_nats": 70.0, "bits_per_dim_bound": 0.2}})
+    assert bound.valid.is_bound and bound.valid.nats == 70.0
+    broken = CheckpointMeta.parse({"family": "x", "valid": {"nll_nats": None}, "metrics": {"valid_nll": None},
+                                   "valid_nll_percentiles": [1, 2], "data": "?", "step": None})
+    assert broken.nll is None and broken.valid_percentiles is None and broken.data is None and broken.step == 0
+    nll = NLL.of(100.0, 784, False, n=3, family="fvsbn")
+    assert NLL.from_record(nll.record()) == nll and NLL.from_metrics(nll.metrics()) == NLL(100.0, nll.bits_per_dim)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "resources" / "weights").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_headers_and_sidecars_parse_alike(path):
+    from core.checkpoint import read_sidecar
+
+    head, side = read_checkpoint_meta(path), read_sidecar(path)
+    assert head.family == side.family and head.hparams == side.hparams and head.step == side.step
+    assert head.data == side.data and head.data_kind is not None and head.data_shape == side.data_shape
+    assert head.valid is not None and head.valid == side.valid and math.isfinite(head.valid.nats)
