@@ -33,7 +33,6 @@ SIZE_ALLOWED = frozenset({
     "gui/canvas.py",
     "gui/canvas.py::CanvasPanel._build",
     "core/cli.py::cmd_train",
-    "core/engine.py::Trainer.run",
 })
 
 #: top-level module names core may never import (gui pulls Qt in as well)
