@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from bench.report import ROOT, machine, write_section
-from core import engine, registry
+from core import registry
+from core.checkpoint import load_checkpoint
 from core.protocol import DataKind
 
 MODELS = [("nade", "nade.safetensors", {}), ("made", "made.safetensors", {}),
@@ -49,8 +50,8 @@ def naive_complete(model, x: torch.Tensor, known: torch.Tensor, n: int, generato
 def _load(key: str, fname: str, hp: dict, weights: Path):
     path = weights / fname
     if path.exists():
-        model, meta = engine.load_checkpoint(path, family=key)
-        return model, f"{path.name} ({', '.join(f'{k}={v}' for k, v in meta['hparams'].items() if k not in ('lr', 'batch_size'))})"
+        model, meta = load_checkpoint(path, family=key)
+        return model, f"{path.name} ({', '.join(f'{k}={v}' for k, v in meta.hparams.items() if k not in ('lr', 'batch_size'))})"
     torch.manual_seed(0)
     return registry.create(key, (784,), DataKind.BINARY_IMAGE, **hp), "untrained, default size"
 

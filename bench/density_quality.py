@@ -2,9 +2,9 @@
 
     python -m bench.density_quality [--quick] [--models realnvp,rnade] [--data 8gaussians,moons]
 
-For each (model, data set): train through ``core.engine.Trainer`` on ``core.data.load(name, n=20000)``
+For each (model, data set): train through ``core.training.Trainer`` on ``core.data.load(name, n=20000)``
 (5000 held-out points from an independent stream, seed 0), with a cosine learning-rate decay driven
-through the trainer's live ``set_lr``, then score the held-out split with ``core.engine.evaluate``.
+through the trainer's live ``set_lr``, then score the held-out split with ``core.evaluation.evaluate``.
 The true entropy comes from ``core.data.toy.true_entropy`` (Monte Carlo over 200k points of the known
 density). Because 5000 held-out points carry their own sampling noise (about +-0.015 nats), the
 true density's own NLL on the same held-out points is shown as well ("oracle NLL").
@@ -25,7 +25,9 @@ import torch
 
 from bench.report import machine, write_section
 from core import data as datasets
-from core import engine, registry
+from core import registry
+from core.evaluation import evaluate
+from core.training import Event, TrainConfig, Trainer
 from core.data import toy
 
 GOAL = 0.1
@@ -56,19 +58,19 @@ def run_one(key: str, name: str, steps: int, cfg: dict) -> dict:
     ds = datasets.load(name, n=N_TRAIN, seed=SEED)
     torch.manual_seed(SEED)
     model = registry.create(key, ds.shape, ds.kind, lr=cfg["lr"], **cfg["hparams"])
-    tc = engine.TrainConfig(max_steps=steps, seed=SEED, device="cpu", eval_every=0, eval_size=1000,
-                            visuals_every_s=None, num_threads=1)
-    trainer = engine.Trainer(model, ds, tc)
+    tc = TrainConfig(max_steps=steps, seed=SEED, device="cpu", eval_every=0, eval_size=1000,
+                     visuals_every_s=None, num_threads=1)
+    trainer = Trainer(model, ds, tc)
     trainer.set_lr(cosine_lr(0, steps, cfg["lr"]))
     t0 = time.perf_counter()
     last = None
     for snap in trainer.run():
         last = snap
-        if snap.event in ("nonfinite", "error"):
+        if snap.event in (Event.NONFINITE, Event.ERROR):
             raise RuntimeError(f"{key} on {name}: {snap.message}")
         trainer.set_lr(cosine_lr(snap.step, steps, cfg["lr"]))
     wall = time.perf_counter() - t0
-    held = engine.evaluate(model, ds.valid)["nll_nats"]
+    held = evaluate(model, ds.valid).nats
     entropy = toy.true_entropy(name, ds.meta.get("noise"))
     oracle = float(-toy.log_density(name, ds.valid, ds.meta.get("noise")).astype(np.float64).mean())
     return {"model": key, "data": name, "steps": steps, "wall_s": wall, "nll": held, "entropy": entropy,
@@ -113,10 +115,10 @@ def main() -> None:
 
 `{cmd}` on {machine()}, one torch thread; {total:.0f} s in all, on a machine shared with other
 jobs (load average {load_before:.1f} at the start, {load_after:.1f} at the end), so the wall times are upper bounds.
-Each model is trained through `core.engine.Trainer` on `core.data.load(name, n={N_TRAIN}, seed={SEED})`
+Each model is trained through `core.training.Trainer` on `core.data.load(name, n={N_TRAIN}, seed={SEED})`
 ({N_TRAIN} training points, {N_TRAIN // 4} held out from an independent stream), batch 256, Adam with a
 100-step warm-up then a cosine decay to 1 % of the peak (set through the trainer's live `set_lr`), and
-scored with `core.engine.evaluate` on the held-out split. True entropy: `core.data.toy.true_entropy`
+scored with `core.evaluation.evaluate` on the held-out split. True entropy: `core.data.toy.true_entropy`
 (Monte Carlo, 200k points of the known density). The oracle NLL is the true density's own NLL on the
 same held-out points: the held-out sample's noise (about +-0.015 nats) shows as its distance from the entropy.
 Settings: {hp}.

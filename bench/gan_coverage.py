@@ -3,7 +3,7 @@
     python -m bench.gan_coverage [--quick] [--data ring8,grid25] [--no-write]
 
 For each data set and each variant (packed, and the same GAN with ``pack=1`` as the baseline),
-train through ``core.engine.Trainer`` on ``core.data.load(name, n=20000, seed=0)`` with a fixed
+train through ``core.training.Trainer`` on ``core.data.load(name, n=20000, seed=0)`` with a fixed
 seed, the learning rate held, then cosine-decayed over the last part of the run through the
 trainer's live ``set_lr``. Then draw 2500 samples (seeded) and score them as VEEGAN / PacGAN do
 (REFERENCES.md, "GAN mode coverage"), with ``core.data.toy.mode_coverage`` and the std from
@@ -27,7 +27,8 @@ import torch
 
 from bench.report import machine, write_section
 from core import data as datasets
-from core import engine, registry
+from core import registry
+from core.training import Event, TrainConfig, Trainer
 from core.data import toy
 
 N_TRAIN = 20_000
@@ -66,15 +67,15 @@ def run_one(name: str, hparams: dict, steps: int, seed: int) -> dict:
     ds = datasets.load(name, n=N_TRAIN, seed=SEED)
     torch.manual_seed(seed)
     model = registry.create("gan", ds.shape, ds.kind, **hparams)
-    cfg = engine.TrainConfig(max_steps=steps, seed=seed, device="cpu", eval_every=0, eval_size=1000,
-                             visuals_every_s=None, coverage_samples=N_SAMPLES, num_threads=1)
-    trainer = engine.Trainer(model, ds, cfg)
+    cfg = TrainConfig(max_steps=steps, seed=seed, device="cpu", eval_every=0, eval_size=1000,
+                      visuals_every_s=None, coverage_samples=N_SAMPLES, num_threads=1)
+    trainer = Trainer(model, ds, cfg)
     lr = float(hparams["lr"])
     t0 = time.perf_counter()
     last = None
     for snap in trainer.run():
         last = snap
-        if snap.event == "nonfinite":
+        if snap.event == Event.NONFINITE:
             break
         nxt = lr_at(snap.step + 1, steps, lr)
         if nxt != lr_at(snap.step, steps, lr):
@@ -159,7 +160,7 @@ def main() -> None:
 ## GAN mode coverage (issue 3; goal: 8/8 modes on ring8, >= 24/25 on grid25, >= 80 % high quality)
 
 `{cmd}` on {machine()}, one torch thread, {total:.0f} s in all ({len(rows)} runs).
-Each run trains the `gan` family through `core.engine.Trainer` on `core.data.load(name, n={N_TRAIN}, seed={SEED})`
+Each run trains the `gan` family through `core.training.Trainer` on `core.data.load(name, n={N_TRAIN}, seed={SEED})`
 with training seed 0..{args.seeds - 1} (weights, batches, samples), {hp}; the learning rate is held, then
 cosine-decayed to {LR_END:g} over the last {100 * DECAY_FRACTION:.0f} % of the steps (through the trainer's live
 `set_lr`). The baseline is the same GAN with `pack=1` (its discriminator is then a plain MLP of the same

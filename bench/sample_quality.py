@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench.report import ROOT, machine, write_section
-from core import engine
+from core.checkpoint import load_checkpoint
 from core.classifier import load_classifier
 from core.sample_quality import frechet_distance, score_samples
 
@@ -66,7 +66,7 @@ def run(args) -> list[dict]:
     for path in sorted(WEIGHTS.glob("*.safetensors")):
         if args.only and path.stem not in args.only:
             continue
-        model, meta = engine.load_checkpoint(path)
+        model, meta = load_checkpoint(path)
         if "sample" not in model.capabilities() or model.dim != 784:
             continue
         t0 = time.perf_counter()
@@ -74,7 +74,7 @@ def run(args) -> list[dict]:
         rep = score_samples(clf, x, ref, asked)
         row = {"file": path.name, "family": model.info.key, "frechet": rep.frechet, "coverage": rep.coverage,
                "cond_acc": rep.conditional_accuracy, "sample_s": time.perf_counter() - t0,
-               "nll": (meta.get("valid") or {}).get("nll_nats"), "bound": model.info.likelihood.value}
+               "nll": meta.valid.nats if meta.valid is not None else None, "bound": model.info.likelihood.value}
         if model.info.key == "vae" and args.iwae_k:
             t0 = time.perf_counter()
             row["nll"] = iwae_on_valid(model, valid, args.iwae_k)
@@ -115,7 +115,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = run(args)
     _, meta = load_classifier(CLASSIFIER)
-    text = report(rows, args, (meta.get("valid") or {}).get("accuracy"))
+    text = report(rows, args, (meta.raw.get("valid") or {}).get("accuracy"))
     if args.write:
         write_section("sample_quality", text)
     print(text)

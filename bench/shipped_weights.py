@@ -11,9 +11,9 @@ issue-4 goals (validation NLL, nats).
 from __future__ import annotations
 
 import argparse
-import json
 
 from bench.report import ROOT, write_section
+from core.checkpoint import read_sidecar
 
 #: issue 4's goals on the binarized MNIST validation split (nats), by file name
 GOALS = {"fvsbn": 98.0, "nade": 89.5, "made": 89.5, "made-ensemble": 88.0, "made-mixture": 88.0, "pixelcnn": 86.0}
@@ -22,17 +22,17 @@ GOALS = {"fvsbn": 98.0, "nade": 89.5, "made": 89.5, "made-ensemble": 88.0, "made
 def rows() -> list[dict]:
     out = []
     for side in sorted((ROOT / "resources" / "weights").glob("*.json")):
-        meta = json.loads(side.read_text())
-        training = meta.get("training") or {}
-        valid = meta.get("valid") or {}
+        meta = read_sidecar(side)
+        training = meta.training or {}
+        valid = meta.valid
         out.append({
-            "file": side.with_suffix(".safetensors").name, "family": meta["family"],
-            "data": (meta.get("data") or {}).get("name"),
-            "hparams": {k: v for k, v in meta["hparams"].items() if k not in ("lr", "batch_size")},
+            "file": side.with_suffix(".safetensors").name, "family": meta.family,
+            "data": meta.data_name,
+            "hparams": {k: v for k, v in meta.hparams.items() if k not in ("lr", "batch_size")},
             "command": training.get("command"), "wall_s": training.get("wall_s"),
             "threads": training.get("threads"), "device": training.get("device"),
             "steps": training.get("steps"), "best_step": training.get("best_step"),
-            "nll": valid.get("nll_nats"), "n": valid.get("n"), "goal": GOALS.get(side.stem),
+            "nll": valid.nats if valid else None, "n": valid.n if valid else None, "goal": GOALS.get(side.stem),
             "chain": _chain(training),
         })
     return out

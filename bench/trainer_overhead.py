@@ -18,7 +18,9 @@ import torch
 
 from bench.report import machine, write_section
 from core import data as datasets
-from core import engine, registry
+from core import registry
+from core.control import RunControl, throttled
+from core.training import TrainConfig, Trainer
 from core.protocol import DataKind, GenerativeModel, Likelihood, ModelInfo
 
 
@@ -42,11 +44,11 @@ def bare_loop(model, train: np.ndarray, steps: int, batch_size: int, seed: int) 
 
 
 def engine_loop(model, ds, steps: int, seed: int) -> float:
-    cfg = engine.TrainConfig(max_steps=steps, seed=seed, device="cpu", eval_every=0, eval_size=0,
-                             visuals_every_s=None)
-    trainer = engine.Trainer(model, ds, cfg)
+    cfg = TrainConfig(max_steps=steps, seed=seed, device="cpu", eval_every=0, eval_size=0,
+                      visuals_every_s=None)
+    trainer = Trainer(model, ds, cfg)
     t0 = time.perf_counter()
-    for _frame in engine.throttled(trainer.run(), engine.RunControl(), fps=30):
+    for _frame in throttled(trainer.run(), RunControl(), fps=30):
         pass
     return time.perf_counter() - t0
 

@@ -22,7 +22,7 @@ import torch
 from bench.report import machine, write_section
 from core import registry
 from core.data import waves
-from core.engine import load_checkpoint
+from core.checkpoint import load_checkpoint
 
 
 def timed(fn) -> tuple[float, torch.Tensor]:

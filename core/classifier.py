@@ -137,13 +137,13 @@ def save_classifier(path, model: DigitClassifier, extra: dict | None = None):
     """Write the classifier's weights and a sidecar, as the app writes every checkpoint."""
     import torch as _t
 
-    from core import engine
+    from core.checkpoint import FORMAT, FORMAT_VERSION, jsonable, write_checkpoint
 
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": engine.FORMAT, "format_version": engine.FORMAT_VERSION, "family": KIND,
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "family": KIND,
             "hparams": {"classes": model.classes, "hidden": model.hidden, "dropout": model.dropout},
             "data_shape": [784], "torch_version": _t.__version__, **(extra or {})}
-    return engine.write_checkpoint(path, tensors, engine._jsonable(meta))
+    return write_checkpoint(path, tensors, jsonable(meta))
 
 
 def load_classifier(path) -> tuple[DigitClassifier, dict]:
@@ -152,24 +152,24 @@ def load_classifier(path) -> tuple[DigitClassifier, dict]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from core import engine
+    from core.checkpoint import CheckpointError, read_checkpoint_meta
 
-    meta = engine.read_checkpoint_meta(path)
-    if meta.get("family") != KIND:
-        raise engine.CheckpointError(f"{path} holds a {meta.get('family')!r} model, not the digit classifier")
+    meta = read_checkpoint_meta(path)
+    if meta.family != KIND:
+        raise CheckpointError(f"{path} holds a {meta.family!r} model, not the digit classifier")
     try:
-        hp = meta["hparams"]
+        hp = meta.hparams
         model = DigitClassifier(int(hp["classes"]), int(hp["hidden"]), float(hp["dropout"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise engine.CheckpointError(f"{path}: its classifier description is damaged ({exc})") from None
+        raise CheckpointError(f"{path}: its classifier description is damaged ({exc})") from None
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise engine.CheckpointError(f"{path} is damaged or truncated: {exc}") from None
+        raise CheckpointError(f"{path} is damaged or truncated: {exc}") from None
     own = model.state_dict()
     if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
-        raise engine.CheckpointError(f"{path} does not fit the digit classifier (its tensors differ)")
+        raise CheckpointError(f"{path} does not fit the digit classifier (its tensors differ)")
     if any(v.is_floating_point() and not torch.isfinite(v).all() for v in tensors.values()):
-        raise engine.CheckpointError(f"{path} holds NaN or infinite weights")
+        raise CheckpointError(f"{path} holds NaN or infinite weights")
     model.load_state_dict(tensors)
     return model.eval(), meta

@@ -14,9 +14,14 @@ from typing import Sequence, TextIO
 import numpy as np
 
 from core import data as datasets
-from core import engine, registry
+from core import registry
+from core.checkpoint import (CheckpointError, checkpoint_payload, jsonable, load_checkpoint, save_checkpoint,
+                             write_checkpoint)
 from core.data import DataError, DownloadError
+from core.device import select_device
+from core.evaluation import evaluate
 from core.protocol import DataKind, Likelihood
+from core.training import EVALUATED, Event, Snapshot, TrainConfig, Trainer
 
 
 class CliError(Exception):
@@ -65,7 +70,7 @@ class ProgressBar:
         self._last = -1.0
         self._last_decile = -1
 
-    def update(self, s: engine.Snapshot) -> None:
+    def update(self, s: Snapshot) -> None:
         now = time.perf_counter()
         frac = s.step / max(1, self.total)
         decile = int(frac * 10)
@@ -76,7 +81,7 @@ class ProgressBar:
         self._last, self._last_decile = now, decile
         fill = int(frac * self.width)
         eta = (self.total - s.step) / s.steps_per_s if s.steps_per_s > 0 else math.inf
-        metrics = " ".join(f"{k} {v:.3f}" for k, v in s.metrics.items() if k.startswith("valid_"))
+        metrics = " ".join(f"{k} {v:.3f}" for k, v in (s.nll.metrics() if s.nll else {}).items())
         line = (f"[{'#' * fill}{'-' * (self.width - fill)}] {100 * frac:5.1f}% step {s.step}/{self.total} "
                 f"epoch {s.epoch:.2f} loss {s.loss:.3f} {metrics} {s.steps_per_s:.0f} steps/s "
                 f"ETA {eta:.0f}s")
@@ -128,9 +133,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.num_threads)
     if args.init:
         # fine-tune: the checkpoint's weights and hyperparameters, with the ones given here on top
-        model, meta = engine.load_checkpoint(args.init, family=args.family)
-        init_record = {"checkpoint": str(args.init), "training": meta.get("training"), "valid": meta.get("valid")}
-        merged = info.validate({**meta["hparams"], **hp})
+        model, meta = load_checkpoint(args.init, family=args.family)
+        init_record = {"checkpoint": str(args.init), "training": meta.training, "valid": meta.raw.get("valid")}
+        merged = info.validate({**meta.hparams, **hp})
         fixed = {h.name for h in info.all_hparams() if not h.live and h.name != "batch_size"}
         changed = sorted(k for k in fixed if merged[k] != model.hparams.get(k))
         if changed:
@@ -143,30 +148,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         model = registry.create(args.family, ds.shape, ds.kind, **hp)
     out = Path(args.out or f"runs/{args.family}-{ds.name}.safetensors")
     keep_best = args.keep_best and info.likelihood is not Likelihood.NONE
-    cfg = engine.TrainConfig(epochs=args.epochs, max_steps=args.max_steps, seed=args.seed, device=args.device,
+    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, seed=args.seed, device=args.device,
                              eval_every=args.eval_every, eval_size=args.eval_size, visuals_every_s=None,
                              checkpoint_path=None if keep_best else out, checkpoint_every=args.checkpoint_every,
                              num_threads=args.num_threads)
-    trainer = engine.Trainer(model, ds, cfg)
+    trainer = Trainer(model, ds, cfg)
     base_lr = float(model.hparams["lr"])
     bar = ProgressBar(trainer.total_steps)
     t0 = time.perf_counter()
     last = None
-    key = "valid_nll" if info.likelihood is Likelihood.EXACT else "valid_nll_bound"
+    key = "valid_nll" if info.likelihood is Likelihood.EXACT else "valid_nll_bound"  # for the message
     best, best_step, stale = math.inf, 0, 0
     for snap in trainer.run():
         if snap.message:
             sys.stderr.write(("\n" if bar.tty else "") + snap.message + "\n")
-        if snap.event == "nonfinite":
+        if snap.event == Event.NONFINITE:
             bar.close()
             if not keep_best:
                 trainer.save(out)
             raise CliError(f"training stopped: {snap.message}")
         if args.schedule != "constant" or args.warmup:
             trainer.set_lr(_lr_at(snap.step, trainer.total_steps, base_lr, args.schedule, args.warmup))
-        if keep_best and snap.event in ("eval", "finished") and key in snap.metrics:
-            if snap.metrics[key] < best:
-                best, best_step, stale = snap.metrics[key], snap.step, 0
+        if keep_best and snap.event in EVALUATED and snap.nll is not None:
+            if snap.nll.nats < best:
+                best, best_step, stale = snap.nll.nats, snap.step, 0
                 trainer.save(out)
             else:
                 stale += 1
@@ -184,10 +189,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if keep_best:
         if best_step == 0:
             trainer.save(out)
-        model, _ = engine.load_checkpoint(out, device=trainer.device)
+        model, _ = load_checkpoint(out, device=trainer.device)
         result["best_step"] = best_step
     if info.likelihood is not Likelihood.NONE:
-        result["valid"] = engine.evaluate(model, ds.valid, labels=ds.valid_labels if info.conditional else None)
+        result["valid"] = evaluate(model, ds.valid, labels=ds.valid_labels if info.conditional else None)
     if args.record:
         # the checkpoint describes how it was made (the model card): command, time, score
         extra = {"training": {"command": "python main.py " + " ".join(args.argv), "wall_s": round(wall, 1),
@@ -198,12 +203,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             extra["training"]["init"] = init_record
         if info.likelihood is not Likelihood.NONE and ds.kind is DataKind.BINARY_IMAGE:
             extra["valid_nll_percentiles"] = valid_percentiles(model, ds.valid)
-        metrics = dict(trainer.metrics)
+        metrics = trainer.checkpoint_metrics()
         model.hparams["lr"] = base_lr  # the schedule's last value is no start for fine-tuning
-        engine.save_checkpoint(out, model, data=ds, step=result.get("best_step") or trainer.step,
+        save_checkpoint(out, model, data=ds, step=result.get("best_step") or trainer.step,
                                epoch=(result.get("best_step") or trainer.step) / trainer.steps_per_epoch,
                                metrics=metrics, extra=extra)
-    print(json.dumps(engine._jsonable(result)))
+    print(json.dumps(jsonable(result)))
     return 0
 
 
@@ -223,7 +228,7 @@ def cmd_mixture(args: argparse.Namespace) -> int:
         raise CliError(f"--out: checkpoint files end in .safetensors, not {Path(args.out).suffix or '(nothing)'}")
     loaded = []
     for path in args.members:
-        model, meta = engine.load_checkpoint(path, family="made")
+        model, meta = load_checkpoint(path, family="made")
         hp = model.hparams
         if int(hp["masks"]) != 1 or hp["order_agnostic"]:
             raise CliError(f"{path}: a mixture member is a one-mask MADE in raster order "
@@ -261,23 +266,23 @@ def cmd_mixture(args: argparse.Namespace) -> int:
                     p.copy_(p.half().float())
     mix.eval()
     result = {"family": "made-mixture", "checkpoint": str(args.out), "members": [str(p) for p, _, _ in loaded],
-              "seeds": seeds, "valid": engine.evaluate(mix, ds.valid),
-              "member_valid": [(meta.get("valid") or {}).get("nll_nats") for _, _, meta in loaded]}
+              "seeds": seeds, "valid": evaluate(mix, ds.valid),
+              "member_valid": [meta.valid.nats if meta.valid else None for _, _, meta in loaded]}
     extra = {}
     if args.record:
         extra = {"training": {"command": "python main.py " + " ".join(args.argv),
                               "wall_s": round(time.perf_counter() - t0, 1), "device": "cpu",
-                              "steps": sum(int(meta.get("step") or 0) for _, _, meta in loaded),
+                              "steps": sum(meta.step for _, _, meta in loaded),
                               "threads": args.num_threads, "cpu_count": os.cpu_count(),
-                              "members": [{"checkpoint": str(p), "training": meta.get("training"),
-                                           "valid": meta.get("valid")} for p, _, meta in loaded]},
+                              "members": [{"checkpoint": str(p), "training": meta.training,
+                                           "valid": meta.raw.get("valid")} for p, _, meta in loaded]},
                  "valid": result["valid"], "valid_nll_percentiles": valid_percentiles(mix, ds.valid)}
-    tensors, meta = engine.checkpoint_payload(mix, data=ds, metrics={"valid_nll": result["valid"]["nll_nats"]},
+    tensors, meta = checkpoint_payload(mix, data=ds, metrics=result["valid"].metrics(),
                                               extra=extra)
     if args.half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    engine.write_checkpoint(args.out, tensors, meta)
-    print(json.dumps(engine._jsonable(result)))
+    write_checkpoint(args.out, tensors, meta)
+    print(json.dumps(jsonable(result)))
     return 0
 
 
@@ -293,7 +298,7 @@ def _default_data(info) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    model, meta = engine.load_checkpoint(args.checkpoint, device=engine.select_device(args.device)[0])
+    model, meta = load_checkpoint(args.checkpoint, device=select_device(args.device)[0])
     key = args.key
     if model.info.conditional and key is None:  # images and labels side by side: the images
         key = _other_key(args.data, args.labels_key)
@@ -305,10 +310,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         x = datasets.check_binary_images(x, str(args.data), dim=model.dim)
     elif x.dtype.kind == "f" and not np.isfinite(x).all():
         raise CliError(f"{args.data} contains NaN or infinite values")
-    result = engine.evaluate(model, x, batch_size=args.batch_size, labels=labels)
+    result = evaluate(model, x, batch_size=args.batch_size, labels=labels).record()
     result.update({"checkpoint": str(args.checkpoint), "data": str(args.data), "key": key,
-                   "trained_steps": meta.get("step")})
-    for w in meta.get("warnings", []):
+                   "trained_steps": meta.step})
+    for w in meta.warnings:
         sys.stderr.write(f"warning: {w}\n")
     print(json.dumps(result))
     return 0
@@ -453,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
-    except (CliError, DataError, DownloadError, engine.CheckpointError, KeyError, ValueError) as exc:
+    except (CliError, DataError, DownloadError, CheckpointError, KeyError, ValueError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         sys.stderr.write(f"error: {msg}\n")
         return 2

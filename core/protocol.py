@@ -17,7 +17,7 @@ what is declared here:
 * class-conditional families (``info.conditional``) take ``labels=`` (int64 (N,)) on ``loss``,
   ``train_step``, ``log_prob``, ``pixel_log_prob``, ``sample``, ``complete`` and
   ``complete_steps``; the engine passes the data set's labels to them;
-* ``visuals(n)`` -> small numpy arrays for the views (samples, densities, ...).
+* ``visuals(n)`` -> a :class:`Visuals`: small numpy arrays for the views (samples, densities, ...).
 
 Models that are fitted rather than trained by gradient (histogram, KDE, EM) override
 ``train_step`` and ``configure_optimizer``; the engine treats them the same way.
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -49,6 +49,37 @@ class DataKind(str, enum.Enum):
     POINTS_1D = "points_1d"
     POINTS_2D = "points_2d"
     SEQUENCE = "sequence"
+
+
+@dataclass(eq=False)
+class Visuals:
+    """What ``GenerativeModel.visuals`` returns: small arrays for the views, each None when the
+    model has none. Falsy when it holds nothing."""
+
+    samples: np.ndarray | None = None  # (n, *data shape) float32
+    sample_labels: np.ndarray | None = None  # (n,) int64: the class of each sample (conditional models)
+    density: np.ndarray | None = None  # (res,) or (res, res) float32: the density on the view's grid (points)
+    disc: np.ndarray | None = None  # (res, res) float32: a GAN discriminator's p(real) on that grid
+    cdf: np.ndarray | None = None  # (res,) float32: the model's CDF on that grid (1D)
+    warp: np.ndarray | None = None  # (L, P, 2) float32: a flow's image of a regular grid of lines
+    chain: np.ndarray | None = None  # (T, D) float32: a DAE's sampling chain
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """The arrays it holds, by field name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def updated(self, newer: "Visuals") -> "Visuals":
+        """These visuals with every array that ``newer`` has replaced by its."""
+        return replace(self, **{f.name: getattr(newer, f.name) for f in fields(newer)
+                                if getattr(newer, f.name) is not None})
+
+    @property
+    def heat(self) -> np.ndarray | None:
+        """The grid a heatmap shows: the density, else the discriminator."""
+        return self.density if self.density is not None else self.disc
 
 
 class NonFiniteError(FloatingPointError):
@@ -294,17 +325,17 @@ class GenerativeModel(torch.nn.Module):
 
     @torch.no_grad()
     def visuals(self, n: int = 64, generator: torch.Generator | None = None,
-                bounds: Sequence[tuple[float, float]] | None = None, res: int = 96) -> dict[str, np.ndarray]:
+                bounds: Sequence[tuple[float, float]] | None = None, res: int = 96) -> Visuals:
         """Small arrays for the views: ``n`` samples (float32) when the model samples, and for
         point data (``bounds`` given) the density on a ``res`` grid when it has a likelihood.
         Families add their own (a flow's warped grid, a GAN's discriminator)."""
         self.eval()
-        out: dict[str, np.ndarray] = {}
+        out = Visuals()
         if "sample" in self.capabilities():
             s = self.sample(n, generator=generator)
-            out["samples"] = np.ascontiguousarray(s.detach().cpu().numpy(), dtype=np.float32)
+            out.samples = np.ascontiguousarray(s.detach().cpu().numpy(), dtype=np.float32)
         if bounds is not None and self.info.likelihood is not Likelihood.NONE:
-            out["density"] = self.density_grid(bounds, res)
+            out.density = self.density_grid(bounds, res)
         return out
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -42,8 +43,10 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QGroupBox, 
                                QSlider, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from core import engine, registry
+from core import registry
+from core.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_checkpoint_meta
 from core.protocol import DataKind, GenerativeModel, Likelihood
+from core.training import clone_model
 from gui.jobs import in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +83,7 @@ class CanvasModel:
     key: str  # stable id for the settings: the checkpoint's path, or TRAINING_KEY
     name: str
     model: GenerativeModel
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: CheckpointMeta | None = None
     path: Path | None = None
     percentiles: np.ndarray | None = None  # validation NLL (nats) at percentiles 0..100
     valid_nll: float | None = None
@@ -122,36 +125,18 @@ def image_shape_of(data_shape: tuple[int, ...], image_shape: Any = None) -> tupl
     return (side, side) if side * side == d else None
 
 
-def _valid_nll(meta: dict[str, Any]) -> float | None:
-    for value in ((meta.get("valid") or {}).get("nll_nats"), (meta.get("metrics") or {}).get("valid_nll")):
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
-    return None
-
-
-def _percentiles(meta: dict[str, Any]) -> np.ndarray | None:
-    raw = meta.get("valid_nll_percentiles")
-    try:
-        arr = np.asarray(raw, np.float64)
-    except (TypeError, ValueError):
-        return None
-    if arr.shape != (101,) or not np.isfinite(arr).all():
-        return None
-    return np.maximum.accumulate(arr)  # percentiles never fall; guard against a damaged list
-
-
-def check_meta(meta: dict[str, Any], canvas_shape: tuple[int, int]) -> str | None:
+def check_meta(meta: CheckpointMeta, canvas_shape: tuple[int, int]) -> str | None:
     """Why a checkpoint cannot go on the canvas (family, kind or shape), or None if it can."""
-    family = meta.get("family")
+    family = meta.family
     try:
-        info = registry.info(str(family))
+        info = registry.info(family)
     except KeyError:
         return f"unknown model family {family!r}"
     if DataKind.BINARY_IMAGE not in info.data_kinds:
         kinds = ", ".join(k.value.replace("_", " ") for k in info.data_kinds)
         return f"{info.name} is a model of {kinds}, not of binary images"
-    shape = tuple(int(s) for s in meta.get("data_shape") or ())
-    image = image_shape_of(shape, (meta.get("data") or {}).get("image_shape")) if shape else None
+    shape = meta.data_shape
+    image = image_shape_of(shape, meta.image_shape) if shape else None
     if image != tuple(canvas_shape):
         got = "x".join(map(str, image)) if image else f"shape {shape}"
         return f"it is for {got} images; the canvas is {canvas_shape[0]}x{canvas_shape[1]}"
@@ -167,30 +152,31 @@ def scan_weights(folder: Path, canvas_shape: tuple[int, int] = CANVAS_SHAPE) -> 
         return [], [f"no weights folder at {folder}"]
     for path in sorted(folder.glob("*.safetensors")):
         try:
-            meta = engine.read_checkpoint_meta(path)
-            if (meta.get("data") or {}).get("kind") == DataKind.SEQUENCE.value:
+            meta = read_checkpoint_meta(path)
+            if meta.data_kind is DataKind.SEQUENCE:
                 continue  # the Sequences tab's models share the folder: not a problem
             reason = check_meta(meta, canvas_shape)
             if reason is not None:
                 problems.append(f"{path.name} skipped: {reason}")
                 continue
-            model, meta = engine.load_checkpoint(path)
-        except engine.CheckpointError as exc:
+            model, meta = load_checkpoint(path)
+        except CheckpointError as exc:
             problems.append(f"{path.name} skipped: {exc}")
             continue
         model.eval()
         # the file name tells two checkpoints of one family apart ("MADE (made-ensemble)")
         name = model.info.name if path.stem == model.info.key else f"{model.info.name} ({path.stem})"
-        models.append(CanvasModel(str(path), name, model, meta, path, _percentiles(meta), _valid_nll(meta)))
+        nll = meta.nll
+        models.append(CanvasModel(str(path), name, model, meta, path, meta.valid_percentiles,
+                                  nll.nats if nll is not None else None))
     return models, problems
 
 
-def snapshot_model(model: GenerativeModel) -> GenerativeModel:
-    """A copy of ``model`` with its current weights, on the CPU, decoupled from its trainer (the
-    Training tab may go on updating the original)."""
-    clone = registry.create(model.info.key, model.data_shape, **model.hparams)
-    clone.load_state_dict({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
-    return clone.eval()
+def _copied_now(model: GenerativeModel) -> Future:
+    """A done future of a copy of ``model`` (for a model that nothing trains)."""
+    done: Future = Future()
+    done.set_result(clone_model(model))
+    return done
 
 
 def load_digits(path: Path = DIGITS_FILE) -> np.ndarray:
@@ -628,8 +614,10 @@ class _Animation:
 
 class CanvasPanel(QWidget):
     """The Canvas tab. ``training_model`` (optional) returns the Training tab's model as
-    ``(model, image_shape or None, step)`` or None; ``fine_tune_requested(path)`` asks the main
-    window to load a checkpoint into the Training tab."""
+    ``(model, image_shape or None, step)`` or None, and ``copy_model(model)`` a future of a copy
+    of it (the worker owns a model while it trains: it copies between two steps; the default
+    copies at once); ``fine_tune_requested(path)`` asks the main window to load a checkpoint
+    into the Training tab."""
 
     error = Signal(str, str)  # title, message: the main window shows it
     status = Signal(str)
@@ -637,12 +625,14 @@ class CanvasPanel(QWidget):
 
     def __init__(self, fps: float = 30.0, weights_dir: str | Path | None = None,
                  training_model: Callable[[], tuple[GenerativeModel, Any, int] | None] | None = None,
+                 copy_model: Callable[[GenerativeModel], Future] | None = None,
                  shape: tuple[int, int] = CANVAS_SHAPE, digits_file: str | Path = DIGITS_FILE,
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.fps = fps
         self.weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS
         self.training_model = training_model
+        self.copy_model = copy_model or _copied_now
         self.shape = tuple(shape)
         self.digits_file = Path(digits_file)
         self.entries: list[CanvasModel] = []
@@ -962,13 +952,30 @@ class CanvasPanel(QWidget):
                       "not on the canvas")
             self._training_id = ident
             return
+        self._training_id = ident
+        copy = self.copy_model(model)
+        if copy.done():
+            self._take_training_copy(copy, model, ident)
+        else:  # a step is in progress: the worker copies the model when it ends
+            task = asyncio.ensure_future(self._await_training_copy(copy, model, ident))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _await_training_copy(self, copy: Future, model: GenerativeModel, ident: tuple) -> None:
+        await asyncio.wrap_future(copy)
+        if not self._closed:
+            self._take_training_copy(copy, model, ident)
+
+    def _take_training_copy(self, copy: Future, model: GenerativeModel, ident: tuple) -> None:
+        if ident != self._training_id:
+            return  # a newer one was asked for meanwhile
         try:
-            clone = snapshot_model(model)
+            clone = copy.result()
         except (ValueError, RuntimeError, KeyError) as exc:
+            self._training_id = None
             self._say(f"cannot take the Training tab's model: {exc}")
             return
-        self._training_id = ident
-        entry = CanvasModel(TRAINING_KEY, f"{model.info.name} (Training tab, step {step})", clone)
+        entry = CanvasModel(TRAINING_KEY, f"{model.info.name} (Training tab, step {ident[1]})", clone)
         keep = self.entry.key if self.entry else None
         self.entries = [e for e in self.entries if e.key != TRAINING_KEY] + [entry]
         self._fill_combo(keep if keep is not None else TRAINING_KEY)

@@ -5,6 +5,7 @@ and a copy of the Training tab's model when it is a latent model (taken again as
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
@@ -89,12 +90,34 @@ class ModelsMixin:
         self._training_id = ident
         if check_model(model) is not None:
             return  # the Training tab trains every family; only latent models come here
+        if self.copy_model is None:
+            done: Future = Future()
+            done.set_result(model)
+            self._take_training_copy(done, model, ident)
+            return
+        copy = self.copy_model(model)
+        if copy.done():
+            self._take_training_copy(copy, model, ident)
+        else:  # a step is in progress: the worker copies the model when it ends
+            task = asyncio.ensure_future(self._await_training_copy(copy, model, ident))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _await_training_copy(self, copy: Future, model, ident: tuple) -> None:
+        await asyncio.wrap_future(copy)
+        if not self._closed:
+            self._take_training_copy(copy, model, ident)
+
+    def _take_training_copy(self, copy: Future, model, ident: tuple) -> None:
+        if ident != self._training_id:
+            return  # a newer one was asked for meanwhile
         try:
-            clone = self.snapshot(model) if self.snapshot is not None else model
+            clone = copy.result()
         except (ValueError, RuntimeError, KeyError) as exc:
+            self._training_id = None
             self._say(f"cannot take the Training tab's model: {exc}")
             return
-        entry = LatentEntry(TRAINING_KEY, f"{model.info.name} (Training tab, step {step})", clone)
+        entry = LatentEntry(TRAINING_KEY, f"{model.info.name} (Training tab, step {ident[1]})", clone)
         current = self.entry
         i = next((k for k, e in enumerate(self.entries) if e.key == TRAINING_KEY), -1)
         if i < 0:

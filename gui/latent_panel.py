@@ -17,6 +17,7 @@ Work off the GUI thread goes through :meth:`LatentPanel._run_job`, timer-paced a
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -103,7 +104,8 @@ class _Puller(QObject):
 
 class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
     """The Latent space tab. ``training_model`` returns the Training tab's model as
-    ``(model, image_shape or None, step)`` or None; ``snapshot`` copies a model off its trainer;
+    ``(model, image_shape or None, step)`` or None; ``copy_model(model)`` returns a future of a
+    copy made between two of its training steps (the worker owns a training model);
     ``drawing`` returns the Canvas tab's drawing (28x28); ``digits_loader(path)`` reads the
     validation digits (N, 784)."""
 
@@ -112,14 +114,14 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
 
     def __init__(self, fps: float = 30.0, weights_dir: str | Path | None = None,
                  training_model: Callable[[], tuple[GenerativeModel, Any, int] | None] | None = None,
-                 snapshot: Callable[[GenerativeModel], GenerativeModel] | None = None,
+                 copy_model: Callable[[GenerativeModel], Future] | None = None,
                  drawing: Callable[[], np.ndarray | None] | None = None,
                  digits_loader: Callable[[Path], np.ndarray] | None = None,
                  digits_file: str | Path = DIGITS_FILE, parent: QWidget | None = None):
         super().__init__(parent)
         self.fps = fps
         self.weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS
-        self.training_model, self.snapshot, self.drawing = training_model, snapshot, drawing
+        self.training_model, self.copy_model, self.drawing = training_model, copy_model, drawing
         self.digits_loader, self.digits_file = digits_loader, Path(digits_file)
         self.state = LatentState()
         self.entries: list[LatentEntry] = []

@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core import engine, latent, registry
+from core import latent, registry
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from core.latent import LATENT_FAMILIES, LatentError
 from core.protocol import GenerativeModel, Likelihood
 
@@ -71,16 +72,16 @@ class LatentEntry:
         return f"{self.name} — {self.latent_dim} latent dims ({where})"
 
 
-def check_latent_meta(meta: dict) -> str | None:
-    """Why a checkpoint cannot go in the explorer (family, image size), or None if it can."""
-    family = meta.get("family")
+def check_latent_meta(family: str, data_shape) -> str | None:
+    """Why a model of ``family`` for data of ``data_shape`` cannot go in the explorer (family,
+    image size), or None if it can."""
     if family not in LATENT_FAMILIES:
         try:
             what = registry.info(str(family)).name
         except KeyError:
             what = f"an unknown {family!r}"
         return f"it holds a {what} model; the latent explorer shows {family_names()}"
-    shape = [int(s) for s in meta.get("data_shape") or ()]
+    shape = [int(s) for s in data_shape or ()]
     if int(np.prod(shape)) != PIXELS:
         return f"it is for data of shape {tuple(shape)}; the latent explorer shows 28x28 digits"
     return None
@@ -88,16 +89,17 @@ def check_latent_meta(meta: dict) -> str | None:
 
 def check_model(model: GenerativeModel) -> str | None:
     """Why a model (say the Training tab's) cannot go in the explorer, or None if it can."""
-    return check_latent_meta({"family": model.info.key, "data_shape": list(model.data_shape)})
+    return check_latent_meta(model.info.key, model.data_shape)
 
 
 def load_latent_checkpoint(path: str | Path) -> LatentEntry:
     """Load one checkpoint for the explorer; raise CheckpointError or LatentError with the reason."""
     path = Path(path)
-    reason = check_latent_meta(engine.read_checkpoint_meta(path))
+    meta = read_checkpoint_meta(path)
+    reason = check_latent_meta(meta.family, meta.data_shape)
     if reason is not None:
         raise LatentError(f"{path.name} cannot be explored: {reason}")
-    model, _meta = engine.load_checkpoint(path)
+    model, _meta = load_checkpoint(path)
     model.eval()
     name = model.info.name if path.stem == model.info.key else f"{model.info.name} ({path.stem})"
     return LatentEntry(str(path), name, model, path)
@@ -113,11 +115,11 @@ def scan_latent_weights(folder: str | Path) -> tuple[list[LatentEntry], list[str
     entries, problems, others = [], [], 0
     for path in sorted(folder.glob("*.safetensors")):
         try:
-            if engine.read_checkpoint_meta(path).get("family") not in LATENT_FAMILIES:
+            if read_checkpoint_meta(path).family not in LATENT_FAMILIES:
                 others += 1
                 continue
             entries.append(load_latent_checkpoint(path))
-        except (engine.CheckpointError, LatentError) as exc:
+        except (CheckpointError, LatentError) as exc:
             problems.append(f"{path.name} skipped: {exc}")
     return entries, problems, others
 

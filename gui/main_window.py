@@ -1,11 +1,12 @@
 """The main window: model picker (left), workspace tabs (centre), hyperparameters and run
-controls (right), status bar with device and speed. Talks only to the engine."""
+controls (right), status bar with device and speed. Talks only to core."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import math
+from concurrent.futures import Future
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, Slot
@@ -14,11 +15,15 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QLabel, QMainWi
                                QTabWidget, QWidget)
 
 from core import data as datasets
-from core import engine, registry
-from core.engine import Frame, TrainConfig, Trainer
+from core import registry
+from core.checkpoint import CheckpointError, checkpoint_payload, load_checkpoint, write_checkpoint
+from core.control import Frame
+from core.device import select_device
+from core.evaluation import evaluate
+from core.training import Event, TrainConfig, Trainer, clone_model
 from core.protocol import DataKind, GenerativeModel
 from gui import APP_NAME, ORG_NAME
-from gui.canvas import DEFAULT_WEIGHTS, CanvasPanel, load_digits, snapshot_model
+from gui.canvas import DEFAULT_WEIGHTS, CanvasPanel, load_digits
 from gui.latent_panel import LatentPanel
 from gui.sequence_panel import SequencePanel
 from gui.jobs import ProgressJob, in_thread
@@ -60,7 +65,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.playground, "Density playground")
         self.playground.error.connect(self._on_panel_error)
         self.playground.status.connect(self._on_panel_status)
-        self.canvas = CanvasPanel(fps=fps, training_model=self.canvas_model)
+        self.canvas = CanvasPanel(fps=fps, training_model=self.canvas_model, copy_model=self.copy_model)
         # in a scroll area, so that the canvas's controls never set the window's minimum width
         self.canvas_scroll = QScrollArea()
         self.canvas_scroll.setWidget(self.canvas)
@@ -137,7 +142,7 @@ class MainWindow(QMainWindow):
     def _add_latent_tab(self, fps: float) -> None:
         """The Latent space tab: it follows the Training tab's model (a copy) and encodes the
         Canvas tab's drawing; in a scroll area, like the canvas."""
-        self.latent = LatentPanel(fps=fps, training_model=self.canvas_model, snapshot=snapshot_model,
+        self.latent = LatentPanel(fps=fps, training_model=self.canvas_model, copy_model=self.copy_model,
                                   drawing=self.canvas_drawing, digits_loader=load_digits)
         self.latent_scroll = QScrollArea()
         self.latent_scroll.setWidget(self.latent)
@@ -230,14 +235,14 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _on_device_choice(self, _index: int) -> None:
-        device, message = engine.select_device(self.panel.device())
+        device, message = select_device(self.panel.device())
         self._show_device(device)
         if message:
             self.statusBar().showMessage(message, 8000)
 
     def _show_device(self, device) -> None:
         if device is None:
-            device, _ = engine.select_device(self.panel.device())
+            device, _ = select_device(self.panel.device())
         name = "CPU" if device.type == "cpu" else f"GPU ({device})"
         self.device_label.setText(f"device: {name}")
 
@@ -278,17 +283,31 @@ class MainWindow(QMainWindow):
                 and "complete_steps" in model.capabilities():
             ident = (id(model), int(self.model_step))
             if ident != self._sequence_model_id:
-                try:
-                    clone = snapshot_model(model)
-                    valid = self.dataset.valid if self.dataset is not None else None
-                    self.sequences.set_model(clone, valid=valid)
-                except (ValueError, RuntimeError, KeyError) as exc:
-                    self.statusBar().showMessage(f"Sequences: cannot take the Training tab's model: {exc}", 8000)
-                    return
                 self._sequence_model_id = ident
-                self.sequences.model_label.setText(f"{model.info.name} from the Training tab (step {self.model_step})")
+                copy = self.copy_model(model)
+                if copy.done():
+                    self._take_sequence_model(copy, model, ident)
+                else:  # a step is in progress: the worker copies the model when it ends
+                    self._spawn(self._await_sequence_model(copy, model, ident))
         elif self.sequences.model is None:
             self.sequences.load_weights(DEFAULT_WEIGHTS)
+
+    async def _await_sequence_model(self, copy: Future, model: GenerativeModel, ident: tuple[int, int]) -> None:
+        await asyncio.wrap_future(copy)
+        self._take_sequence_model(copy, model, ident)
+
+    def _take_sequence_model(self, copy: Future, model: GenerativeModel, ident: tuple[int, int]) -> None:
+        if ident != self._sequence_model_id:
+            return  # a newer model was asked for meanwhile
+        try:
+            clone = copy.result()
+            valid = self.dataset.valid if self.dataset is not None else None
+            self.sequences.set_model(clone, valid=valid)
+        except (ValueError, RuntimeError, KeyError) as exc:
+            self._sequence_model_id = None
+            self.statusBar().showMessage(f"Sequences: cannot take the Training tab's model: {exc}", 8000)
+            return
+        self.sequences.model_label.setText(f"{model.info.name} from the Training tab (step {ident[1]})")
 
     @Slot(str, str)
     def _on_panel_error(self, title: str, message: str) -> None:
@@ -313,6 +332,18 @@ class MainWindow(QMainWindow):
     def canvas_drawing(self):
         """The Canvas tab's drawing (H, W) uint8, for the Latent space tab to encode."""
         return self.canvas.canvas.image.copy()
+
+    def copy_model(self, model: GenerativeModel) -> Future:
+        """A future of a copy of ``model`` (CPU, eval mode). While it trains, the worker owns it:
+        the copy is made between two of its steps (done at once when none is in progress)."""
+        if self.session is not None and self.session.running and self.session.trainer.model is model:
+            return self.session.trainer.request_copy()
+        done: Future = Future()
+        try:
+            done.set_result(clone_model(model))
+        except Exception as exc:
+            done.set_exception(exc)
+        return done
 
     @Slot(str)
     def _fine_tune(self, path: str) -> None:
@@ -423,15 +454,15 @@ class MainWindow(QMainWindow):
         self.training_view.push(frame)
         self.model_step = s.step
         bar = self.panel.progress
-        if abs(s.step - bar.value()) * 500 >= bar.maximum() or s.event != "step":  # repaint per 0.2 %
+        if abs(s.step - bar.value()) * 500 >= bar.maximum() or s.event != Event.STEP:  # repaint per 0.2 %
             bar.setValue(min(s.step, bar.maximum()))
         self.step_label.setText(f"step {s.step}  epoch {s.epoch:.2f}")
         self.speed_label.setText(f"{s.steps_per_s:.0f} steps/s")
-        if s.event == "nonfinite":
+        if s.event == Event.NONFINITE:
             self.show_error("Training stopped", s.message or "the loss became NaN")
-        elif s.event == "error":
+        elif s.event == Event.ERROR:
             self.show_error("Error", s.message or "error")
-        elif s.event == "device":
+        elif s.event == Event.DEVICE:
             self._show_device(self.session.trainer.device if self.session else None)
             self.show_error("Device", s.message or "device changed")
         elif s.message:
@@ -446,13 +477,12 @@ class MainWindow(QMainWindow):
         self.panel.set_state("idle")
         frame = self.session.last_frame if self.session else None
         if frame is not None:
-            m = frame.snapshot.metrics
-            nll = m.get("valid_nll", m.get("valid_nll_bound"))
+            nll = frame.snapshot.nll
             text = f"stopped at step {frame.snapshot.step}"
-            if frame.snapshot.event == "finished":
+            if frame.snapshot.event == Event.FINISHED:
                 text = f"finished {frame.snapshot.step} steps"
-            if nll is not None and math.isfinite(nll):
-                text += f"; held-out NLL {nll:.2f} nats"
+            if nll is not None and math.isfinite(nll.nats):
+                text += f"; held-out NLL {nll.nats:.2f} nats"
             self.statusBar().showMessage(text, 10000)
 
     # -- checkpoints, evaluation, sampling (coroutines) ------------------------------------------
@@ -467,24 +497,27 @@ class MainWindow(QMainWindow):
             self.save(path if path.endswith(".safetensors") else path + ".safetensors")
 
     def save(self, path: str | Path) -> asyncio.Task | None:
-        """Save the current model. While training runs, the trainer saves between two steps;
-        otherwise the weights are copied here and written off the GUI thread."""
+        """Save the current model. While training runs (paused or not) the worker owns it: the
+        trainer copies the weights between two steps; otherwise they are copied here. Either
+        way they are written off the GUI thread."""
         if self.model is None:
             self.show_error("Nothing to save", "Train or load a model first.")
             return None
-        if self.session is not None and self.session.running and not self.session.paused:
-            self.session.trainer.request_save(path)
-            return None
-        payload = engine.checkpoint_payload(
-            self.model, data=self.dataset, step=self.model_step,
-            metrics=self.session.trainer.metrics if self.session else {})
+        trainer = self.session.trainer if self.session is not None else None
+        if trainer is not None and self.session.running and trainer.model is self.model:
+            payload = trainer.request_payload()
+        else:
+            payload = Future()
+            payload.set_result(checkpoint_payload(self.model, data=self.dataset, step=self.model_step,
+                                                  metrics=trainer.checkpoint_metrics() if trainer else {}))
         return self._spawn(self._write(path, payload))
 
-    async def _write(self, path, payload) -> None:
+    async def _write(self, path, payload: Future) -> None:
         try:
-            written = await in_thread(engine.write_checkpoint, path, *payload)
+            tensors, meta = await asyncio.wrap_future(payload)
+            written = await in_thread(write_checkpoint, path, tensors, meta)
             self.statusBar().showMessage(f"saved {written}", 5000)
-        except (OSError, engine.CheckpointError) as exc:
+        except (OSError, CheckpointError) as exc:
             self.show_error("Could not save", str(exc))
 
     @Slot()
@@ -502,24 +535,23 @@ class MainWindow(QMainWindow):
 
     async def _load(self, path) -> None:
         try:
-            model, meta = await in_thread(engine.load_checkpoint, path)
-        except engine.CheckpointError as exc:
+            model, meta = await in_thread(load_checkpoint, path)
+        except CheckpointError as exc:
             self.show_error("Could not load the checkpoint", str(exc))
             return
         self.picker.select(model.info.key)
         self.panel.set_hparams(model.hparams)
-        self.model, self.model_step = model, int(meta.get("step", 0))
-        data = meta.get("data") or {}
-        if self.dataset is not None and self.dataset.name != data.get("name"):
+        self.model, self.model_step = model, meta.step
+        if self.dataset is not None and self.dataset.name != meta.data_name:
             self.dataset = None
-        i = self.panel.data_combo.findData(data.get("name"))
+        i = self.panel.data_combo.findData(meta.data_name)
         if i >= 0:
             self.panel.data_combo.setCurrentIndex(i)
         self.training_view.reset()
-        for w in meta.get("warnings", []):
+        for w in meta.warnings:
             self.statusBar().showMessage(w, 8000)
         self.statusBar().showMessage(f"loaded {Path(path).name}: {model.info.name}, step {self.model_step}", 8000)
-        await self._sample(model, data.get("image_shape"))
+        await self._sample(model, meta.image_shape)
 
     @Slot()
     def sample(self) -> asyncio.Task | None:
@@ -539,12 +571,12 @@ class MainWindow(QMainWindow):
         except Exception as exc:
             self.show_error("Could not sample", f"{type(exc).__name__}: {exc}")
             return
+        samples = arrays.samples
         if sequence:
-            self.training_view.show_curves(arrays["samples"], f"{len(arrays['samples'])} samples from {model.info.name}")
+            self.training_view.show_curves(samples, f"{len(samples)} samples from {model.info.name}")
             return
-        self.training_view.show_samples(arrays["samples"], tuple(image_shape),
-                                        f"{len(arrays['samples'])} samples from {model.info.name}",
-                                        labels=arrays.get("sample_labels"))
+        self.training_view.show_samples(samples, tuple(image_shape), f"{len(samples)} samples from {model.info.name}",
+                                        labels=arrays.sample_labels)
 
     @Slot()
     def evaluate(self) -> asyncio.Task | None:
@@ -556,14 +588,12 @@ class MainWindow(QMainWindow):
     async def _evaluate(self) -> None:
         try:
             labels = self.dataset.valid_labels if self.model.info.conditional else None  # p(x | y)
-            result = await in_thread(engine.evaluate, self.model, self.dataset.valid, labels=labels)
+            nll = await in_thread(evaluate, self.model, self.dataset.valid, labels=labels)
         except Exception as exc:
             self.show_error("Could not evaluate", f"{type(exc).__name__}: {exc}")
             return
-        nll = result.get("nll_nats", result.get("nll_bound_nats"))
-        bpd = result.get("bits_per_dim", result.get("bits_per_dim_bound"))
-        self.statusBar().showMessage(f"held-out NLL {nll:.2f} nats ({bpd:.4f} bits/dim) on "
-                                     f"{result['n']} examples", 15000)
+        self.statusBar().showMessage(f"held-out NLL {nll.nats:.2f} nats ({nll.bits_per_dim:.4f} bits/dim) on "
+                                     f"{nll.n} examples", 15000)
 
     # -- closing ---------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -17,7 +17,7 @@ def self_test(out: str | None = None) -> int:
     import numpy as np
     import torch
 
-    from core import data, engine, registry
+    from core import checkpoint, data, registry, training
 
     steps: list[tuple[str, bool, str]] = []
 
@@ -37,8 +37,8 @@ def self_test(out: str | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="gms-selftest-"))
         ds = data.load("bars", n=512)
         model = registry.create("fvsbn", ds.shape, ds.kind, lr=3e-3, batch_size=32)
-        trainer = engine.Trainer(model, ds, engine.TrainConfig(max_steps=40, eval_every=20, visuals_every_s=0.0,
-                                                               visuals_n=16, device="cpu"))
+        trainer = training.Trainer(model, ds, training.TrainConfig(max_steps=40, eval_every=20, visuals_every_s=0.0,
+                                                                   visuals_n=16, device="cpu"))
         session = TrainingSession(trainer)
         loop = QEventLoop()
         session.finished.connect(loop.quit)
@@ -47,7 +47,7 @@ def self_test(out: str | None = None) -> int:
         session.start()
         loop.exec()
         frame = session.last_frame
-        ok = frame is not None and frame.snapshot.event == "finished" and np.isfinite(frame.snapshot.loss)
+        ok = frame is not None and frame.snapshot.event == training.Event.FINISHED and np.isfinite(frame.snapshot.loss)
         check("train 40 steps of FVSBN on the worker thread", ok,
               f"{session.frames_received} frames, loss {frame.snapshot.loss:.1f} nats, "
               f"{time.perf_counter() - t0:.1f} s" if frame else "no frame arrived")
@@ -62,15 +62,15 @@ def self_test(out: str | None = None) -> int:
         path = tmp / "selftest.safetensors"
 
         async def save_and_load():
-            await in_thread(engine.save_checkpoint, path, model, data=ds, step=trainer.step)
-            return await in_thread(engine.load_checkpoint, path)
+            await in_thread(checkpoint.save_checkpoint, path, model, data=ds, step=trainer.step)
+            return await in_thread(checkpoint.load_checkpoint, path)
 
         aloop = qasync.QEventLoop(app)
         with aloop:
             again, meta = aloop.run_until_complete(save_and_load())
         x = torch.from_numpy(ds.valid[:64]).float()
         same = torch.allclose(model.log_prob(x), again.log_prob(x))
-        check("checkpoint save and load on the qasync loop", same and meta["step"] == 40, str(path))
+        check("checkpoint save and load on the qasync loop", same and meta.step == 40, str(path))
 
         window = MainWindow(settings=QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat))
         window.resize(1100, 650)

@@ -28,10 +28,10 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPus
                                QSpinBox, QVBoxLayout, QWidget)
 
 from core import data as datasets
-from core.engine import CheckpointError, load_checkpoint, read_checkpoint_meta
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from core.protocol import CompletionStep, DataKind, GenerativeModel
+from gui.style import COLORS
 
-COLORS = ["#4c9be8", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7"]
 MAX_CANDIDATES = len(COLORS)
 #: value rows of the distribution strip over [-1, 1]
 STRIP_ROWS = 256
@@ -57,7 +57,7 @@ def find_sequence_checkpoint(folder: str | os.PathLike) -> Path | None:
             meta = read_checkpoint_meta(path)
         except CheckpointError:
             continue
-        if (meta.get("data") or {}).get("kind") == DataKind.SEQUENCE.value:
+        if meta.data_kind is DataKind.SEQUENCE:
             return path
     return None
 
@@ -93,6 +93,21 @@ class SequencePanel(QWidget):
     # -- layout ----------------------------------------------------------------------------------
     def _build(self) -> None:
         pg.setConfigOptions(antialias=False, imageAxisOrder="row-major")
+        layout = QHBoxLayout(self)
+        layout.addWidget(self._build_view(), 1)
+        layout.addWidget(self._build_controls())
+
+        self.sample_btn.clicked.connect(self.sample)
+        self.stop_btn.clicked.connect(self.stop)
+        self.speed.valueChanged.connect(self._on_speed)
+        for w in (self.example, self.prefix):
+            w.valueChanged.connect(self._on_prime_changed)
+        self.prime.currentIndexChanged.connect(self._on_prime_changed)
+        self._on_speed(self.speed.value())
+        self._update_prime_widgets()
+
+    def _build_view(self) -> pg.GraphicsLayoutWidget:
+        """The candidates' curves and, on the same value axis, the next step's distribution strip."""
         self.view = pg.GraphicsLayoutWidget()
         self.view.setObjectName("sequenceView")
         self.plot = self.view.addPlot(row=0, col=0)
@@ -116,7 +131,10 @@ class SequencePanel(QWidget):
         self.strip = pg.ImageItem(axisOrder="row-major")
         self.strip.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
         self.strip_plot.addItem(self.strip)
+        return self.view
 
+    def _build_controls(self) -> QWidget:
+        """The model line, prime, candidates, seed and speed, the buttons and the status line."""
         self.model_label = QLabel("No model: train a WaveNet or load weights.", objectName="sequenceModel")
         self.model_label.setWordWrap(True)
         self.prime = QComboBox(objectName="sequencePrime")
@@ -163,18 +181,7 @@ class SequencePanel(QWidget):
         side_w = QWidget()
         side_w.setLayout(side)
         side_w.setMaximumWidth(300)
-        layout = QHBoxLayout(self)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(side_w)
-
-        self.sample_btn.clicked.connect(self.sample)
-        self.stop_btn.clicked.connect(self.stop)
-        self.speed.valueChanged.connect(self._on_speed)
-        for w in (self.example, self.prefix):
-            w.valueChanged.connect(self._on_prime_changed)
-        self.prime.currentIndexChanged.connect(self._on_prime_changed)
-        self._on_speed(self.speed.value())
-        self._update_prime_widgets()
+        return side_w
 
     # -- model -----------------------------------------------------------------------------------
     def load_weights(self, folder: str | os.PathLike) -> bool:
@@ -185,7 +192,7 @@ class SequencePanel(QWidget):
             return False
         try:
             model, meta = load_checkpoint(path)
-            self.set_model(model, data_name=(meta.get("data") or {}).get("name"))
+            self.set_model(model, data_name=meta.data_name)
         except (CheckpointError, ValueError) as exc:
             self.status.setText(f"Could not use {path.name}: {exc}")
             return False

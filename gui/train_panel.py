@@ -5,65 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QLineEdit, QProgressBar, QPushButton, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
 from core import data as datasets
 from core import registry
-from core.protocol import HParam
-
-
-def _editor(h: HParam) -> QWidget:
-    if h.kind == "bool":
-        w = QCheckBox()
-        w.setChecked(bool(h.default))
-    elif h.kind == "choice":
-        w = QComboBox()
-        for c in h.choices:
-            w.addItem(str(c), c)
-        w.setCurrentIndex(list(h.choices).index(h.default))
-    elif h.kind == "int":
-        w = QSpinBox()
-        w.setRange(int(h.low if h.low is not None else -2**31), int(h.high if h.high is not None else 2**31 - 1))
-        w.setValue(int(h.default))
-    else:
-        w = QDoubleSpinBox()
-        w.setDecimals(6 if h.log or (h.high or 1) <= 1 else 3)
-        w.setRange(h.low if h.low is not None else -1e9, h.high if h.high is not None else 1e9)
-        w.setSingleStep(max(1e-6, abs(h.default) / 10) if h.log else 0.1 * ((h.high or 1) - (h.low or 0)) / 10)
-        w.setValue(float(h.default))
-    w.setObjectName(f"hp_{h.name}")
-    w.setToolTip(h.help or h.name)
-    return w
-
-
-def _changed_signal(w: QWidget):
-    """The signal a hyperparameter editor emits when the user changes its value."""
-    if isinstance(w, QCheckBox):
-        return w.toggled
-    if isinstance(w, QComboBox):
-        return w.currentIndexChanged
-    return w.valueChanged
-
-
-def _value(w: QWidget) -> Any:
-    if isinstance(w, QCheckBox):
-        return w.isChecked()
-    if isinstance(w, QComboBox):
-        return w.currentData()
-    return w.value()
-
-
-def _set_value(w: QWidget, v: Any) -> None:
-    if isinstance(w, QCheckBox):
-        w.setChecked(bool(v))
-    elif isinstance(w, QComboBox):
-        i = w.findData(v)
-        if i >= 0:
-            w.setCurrentIndex(i)
-    else:
-        w.setValue(v)
+from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
 
 
 class TrainPanel(QWidget):
@@ -148,13 +96,13 @@ class TrainPanel(QWidget):
             self.hp_form.removeRow(0)
         self.editors = {}
         for h in info.all_hparams():
-            w = _editor(h)
+            w = make_editor(h)
             self.editors[h.name] = w
             self.hp_form.addRow(h.name + (" (live)" if h.live else ""), w)
         for h in info.all_hparams():
             if h.live:
                 w = self.editors[h.name]
-                _changed_signal(w).connect(self._on_live)
+                changed_signal(w).connect(self._on_live)
         current = self.data_combo.currentData()
         self.data_combo.clear()
         for d in datasets.DATASETS.values():
@@ -164,12 +112,12 @@ class TrainPanel(QWidget):
         self.data_combo.setCurrentIndex(max(0, i))
 
     def hparams(self) -> dict[str, Any]:
-        return {name: _value(w) for name, w in self.editors.items()}
+        return {name: editor_value(w) for name, w in self.editors.items()}
 
     def set_hparams(self, values: dict[str, Any]) -> None:
         for name, v in values.items():
             if name in self.editors:
-                _set_value(self.editors[name], v)
+                set_editor_value(self.editors[name], v)
 
     def data_name(self) -> str | None:
         return self.data_combo.currentData()
@@ -187,7 +135,7 @@ class TrainPanel(QWidget):
         w = self.sender()
         name = next((n for n, e in self.editors.items() if e is w), None)
         if name is not None:
-            self.live_changed.emit(name, _value(w))
+            self.live_changed.emit(name, editor_value(w))
 
     # -- state -----------------------------------------------------------------------------------
     def set_state(self, state: str) -> None:

@@ -11,7 +11,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
-from core.engine import Frame
+from core.control import Frame
+from core.training import EVALUATED
 from core.viz import image_grid
 
 #: sequence samples drawn as curves, and the vertical distance between two of them
@@ -146,13 +147,12 @@ class TrainingView(QWidget):
         """Take a frame from the worker (GUI thread); cheap: the timer draws."""
         self.loss.extend(frame.curve)
         s = frame.snapshot
-        nll = s.metrics.get("valid_nll", s.metrics.get("valid_nll_bound"))
-        if s.event in ("eval", "finished") and nll is not None and (self.valid.n == 0 or self.valid.x[-1] != s.step):
-            self.valid.extend(np.array([[s.step, nll]]))
+        if s.event in EVALUATED and s.nll is not None and (self.valid.n == 0 or self.valid.x[-1] != s.step):
+            self.valid.extend(np.array([[s.step, s.nll.nats]]))
         self._dirty_curves = True
-        samples = frame.arrays.get("samples")
+        samples = frame.arrays.samples
         if samples is not None and s.image_shape is not None:
-            labels = frame.arrays.get("sample_labels")
+            labels = frame.arrays.sample_labels
             self.image, self.curves = image_grid(samples, s.image_shape, ncols=class_columns(labels)), None
             self.caption.setText(f"{len(samples)} samples at step {s.step}"
                                  + (" (one class per column)" if labels is not None else ""))

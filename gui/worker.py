@@ -12,7 +12,8 @@ import traceback
 import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from core.engine import Frame, RunControl, Trainer, round_robin, throttled
+from core.control import Frame, RunControl, round_robin, throttled
+from core.training import Trainer
 
 #: torch threads for training: one, so the GUI thread keeps a core on a 2-core machine.
 TRAIN_THREADS = 1

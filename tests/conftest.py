@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
 import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -56,3 +61,72 @@ def window(qtbot, aloop, tmp_path, monkeypatch):
         assert w.session.stop(5000)
     for box in w.error_boxes:
         box.close()
+
+
+# --------------------------------------------------------------------------------------------
+# a small MNIST stand-in (tests/mnist_fixture.py), served from a loopback HTTP mirror
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mnist_fixture(tmp_path_factory):
+    """The fixture's files, made once per session: see ``tests/mnist_fixture.py``."""
+    import mnist_fixture
+
+    return mnist_fixture.make(tmp_path_factory.mktemp("mnist_fixture") / "www")
+
+
+@dataclass
+class Mirror:
+    url: str  # http://127.0.0.1:PORT, serving mnist_fixture.root
+    requests: list[str] = field(default_factory=list)  # the paths asked for, in order
+    cache: Path | None = None  # GMS_DATA_DIR of the test
+
+
+@pytest.fixture(scope="session")
+def _mnist_server(mnist_fixture):
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    class Quiet(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            pass  # a client that cancels mid-transfer resets the connection: expected
+
+    httpd = Quiet(("127.0.0.1", 0), functools.partial(Handler, directory=str(mnist_fixture.root)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield Mirror(f"http://127.0.0.1:{httpd.server_address[1]}", requests)
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def mnist_mirror(_mnist_server, mnist_fixture, tmp_path, monkeypatch):
+    """For one test: ``GMS_DATA_MIRROR`` is the loopback mirror of the fixture, ``GMS_DATA_DIR``
+    an empty cache, the loaders expect the fixture's digests, and the public sources they fall
+    back on point at the mirror's empty folders (404s): nothing reaches the network."""
+    import core.data
+    from core.data import mnist_digits as md
+
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    url = _mnist_server.url
+    cache = tmp_path / "data-cache"
+    monkeypatch.setenv("GMS_DATA_MIRROR", url + "/")
+    monkeypatch.setenv("GMS_DATA_DIR", str(cache))
+    monkeypatch.setattr(core.data, "MNIST_AMAT_URLS",
+                        {s: f"{url}/originals/binarized_mnist_{s}.amat" for s in ("train", "valid")})
+    monkeypatch.setattr(md, "PUBLIC_MIRROR", url + "/public/")
+    mnist_fixture.pin(monkeypatch)
+    _mnist_server.requests.clear()
+    return Mirror(url, _mnist_server.requests, cache)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core import registry
+from core.protocol import DataKind
 
 SHAPE = (3, 4)
 
@@ -117,3 +118,63 @@ def test_bad_completion_arguments(key):
         list(m.complete_steps(x, torch.zeros(1, 2, 2, dtype=torch.bool), 1))
     with pytest.raises(ValueError, match="expects data of shape"):
         list(m.complete_steps(torch.zeros(1, 5), torch.zeros(1, 5, dtype=torch.bool), 1))
+
+
+# --------------------------------------------------------------------------------------------
+# complete(), for every family of the registry that completes binary images
+# --------------------------------------------------------------------------------------------
+
+#: small sizes for the hyperparameters a family may have (those it lacks are left out)
+SMALL = {"hidden": 8, "row_hidden": 8, "channels": 8, "blocks": 2, "members": 2, "masks": 2}
+
+
+def _completing_families() -> list[str]:
+    return [info.key for info in registry.families()
+            if DataKind.BINARY_IMAGE in info.data_kinds and "complete" in registry.model_class(info.key).capabilities()]
+
+
+def _weak_random(key: str, shape=(4, 4)):
+    """A small model of family ``key``, weak random weights: every conditional differs from 1/2,
+    none is sure."""
+    names = {h.name for h in registry.info(key).all_hparams()}
+    torch.manual_seed(5)
+    model = registry.create(key, shape, DataKind.BINARY_IMAGE,
+                            **{name: value for name, value in SMALL.items() if name in names})
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("key", _completing_families())
+def test_complete_keeps_known_pixels_and_varies_candidates(key):
+    """Every completing family: known pixels kept (those after unknown ones too), the others
+    drawn and varied across candidates, the input untouched."""
+    info = registry.info(key)
+    d, n = 16, 8
+    model = _weak_random(key)
+    g = torch.Generator().manual_seed(3)
+    x = torch.bernoulli(torch.full((2, d), 0.5), generator=g)
+    x0 = x.clone()
+    known = torch.bernoulli(torch.full((2, d), 0.5), generator=g).bool()  # arbitrary, per row
+    known[:, d - 1] = True  # a known pixel after unknown ones
+    known[0, 0] = False  # an unknown pixel before known ones
+    labels = {"labels": [1, 0]} if info.conditional else {}
+    out = model.complete(x, known, n=n, generator=g, **labels)
+    assert out.shape == (2 * n, d) and set(out.unique().tolist()) <= {0.0, 1.0}
+    for i in range(2):
+        cands, k = out[i * n:(i + 1) * n], known[i]
+        assert torch.equal(cands[:, k], x[i, k].expand(n, -1)), "a known pixel was changed"
+        assert len({tuple(c.tolist()) for c in cands[:, ~k]}) > 1, "all candidates are identical"
+    assert torch.equal(x, x0), "the input was modified"
+
+
+@pytest.mark.parametrize("key", _completing_families())
+def test_complete_takes_a_single_flat_input(key):
+    model = _weak_random(key)
+    x = torch.bernoulli(torch.full((16,), 0.5), generator=torch.Generator().manual_seed(3))
+    known = torch.zeros(16, dtype=torch.bool)
+    known[:6] = True
+    labels = {"labels": [1]} if registry.info(key).conditional else {}
+    one = model.complete(x, known, n=3, generator=torch.Generator().manual_seed(4), **labels)
+    assert one.shape == (3, 16) and torch.equal(one[:, known], x[known].expand(3, -1))

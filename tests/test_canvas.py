@@ -16,7 +16,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from core import registry
-from core.engine import save_checkpoint
+from core.checkpoint import save_checkpoint
 from core.protocol import GenerativeModel
 from gui.canvas import CanvasPanel, load_digits, typicality
 

@@ -17,10 +17,11 @@ from safetensors.torch import save_file
 
 import core
 from core import data as datasets
-from core import engine, registry
+from core import registry
+from core.evaluation import evaluate
 from core.data import Dataset
-from core.engine import (CheckpointError, TrainConfig, Trainer, load_checkpoint, read_checkpoint_meta,
-                         save_checkpoint, sidecar_path)
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint, sidecar_path
+from core.training import TrainConfig, Trainer
 from core.protocol import DataKind
 
 # --------------------------------------------------------------------------------------------
@@ -102,14 +103,14 @@ def test_round_trip(tmp_path):
     assert torch.equal(loaded.weight, model.weight) and torch.equal(loaded.bias, model.bias)
     assert loaded.hparams == model.hparams and loaded.hparams["weight_decay"] == 1e-4
     assert loaded.data_shape == (784,)
-    assert meta["family"] == "fvsbn" and meta["step"] == 7 and meta["epoch"] == 1.75
-    assert meta["metrics"] == {"valid_nll": 123.5, "valid_bpd": None}  # NaN is stored as null
-    assert meta["app_version"] == core.__version__
-    assert meta["data"]["name"] == "bars" and meta["data"]["kind"] == "binary_image"
-    assert meta["data"]["image_shape"] == [28, 28] and meta["data"]["n_train"] == 64
-    assert meta["torch_version"] == torch.__version__
-    assert meta["path"] == str(path) and "warnings" not in meta
-    assert read_checkpoint_meta(path)["family"] == "fvsbn"
+    assert meta.family == "fvsbn" and meta.step == 7 and meta.epoch == 1.75
+    assert meta.metrics == {"valid_nll": 123.5, "valid_bpd": None}  # NaN is stored as null
+    assert meta.app_version == core.__version__
+    assert meta.data_name == "bars" and meta.data_kind is DataKind.BINARY_IMAGE
+    assert meta.image_shape == (28, 28) and meta.data.n_train == 64
+    assert meta.raw["torch_version"] == torch.__version__
+    assert meta.path == str(path) and not meta.warnings
+    assert read_checkpoint_meta(path).family == "fvsbn"
 
 
 def test_sidecar(saved):
@@ -127,7 +128,7 @@ def test_load_works_without_sidecar(saved):
     path, model = saved
     sidecar_path(path).unlink()
     loaded, meta = load_checkpoint(path, family="fvsbn")
-    assert torch.equal(loaded.weight, model.weight) and "warnings" not in meta
+    assert torch.equal(loaded.weight, model.weight) and not meta.warnings
 
 
 def test_trainer_writes_checkpoints(tmp_path):
@@ -138,11 +139,11 @@ def test_trainer_writes_checkpoints(tmp_path):
     for s in Trainer(model, data, TrainConfig(max_steps=6, checkpoint_path=path, checkpoint_every=2,
                                               eval_every=3, device="cpu", visuals_every_s=None)).run():
         if s.step in (2, 4):
-            steps_seen.append(read_checkpoint_meta(path)["step"])
+            steps_seen.append(read_checkpoint_meta(path).step)
     assert steps_seen == [2, 4]
     loaded, meta = load_checkpoint(path)
-    assert meta["step"] == 6 and meta["epoch"] == pytest.approx(1.5) and meta["data"]["name"] == "tiny"
-    assert meta["metrics"]["valid_nll"] == pytest.approx(engine.evaluate(model, data.valid)["nll_nats"])
+    assert meta.step == 6 and meta.epoch == pytest.approx(1.5) and meta.data_name == "tiny"
+    assert meta.metrics["valid_nll"] == pytest.approx(evaluate(model, data.valid).nats)
     assert torch.equal(loaded.weight, model.weight)
 
 
@@ -165,7 +166,7 @@ def test_crash_during_save_keeps_the_old_checkpoint(saved, monkeypatch):
     assert (path.read_bytes(), sidecar_path(path).read_bytes()) == before
     assert leftovers(path.parent) == []
     loaded, meta = load_checkpoint(path)
-    assert torch.equal(loaded.weight, first.weight) and meta["step"] == 3 and "warnings" not in meta
+    assert torch.equal(loaded.weight, first.weight) and meta.step == 3 and not meta.warnings
 
 
 def test_crash_between_weights_and_sidecar_is_detected(saved, monkeypatch):
@@ -185,8 +186,8 @@ def test_crash_between_weights_and_sidecar_is_detected(saved, monkeypatch):
     monkeypatch.undo()
     assert leftovers(path.parent) == []
     loaded, meta = load_checkpoint(path)
-    assert torch.equal(loaded.weight, second.weight) and meta["step"] == 100
-    assert any("another version" in w for w in meta["warnings"])
+    assert torch.equal(loaded.weight, second.weight) and meta.step == 100
+    assert any("another version" in w for w in meta.warnings)
 
 
 def test_sidecar_that_disagrees_gives_a_warning(saved):
@@ -197,7 +198,7 @@ def test_sidecar_that_disagrees_gives_a_warning(saved):
     side.write_text(json.dumps(info))
     loaded, meta = load_checkpoint(path)
     assert torch.equal(loaded.weight, model.weight)
-    assert len(meta["warnings"]) == 1 and side.name in meta["warnings"][0]
+    assert len(meta.warnings) == 1 and side.name in meta.warnings[0]
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", ""])
@@ -206,7 +207,7 @@ def test_unreadable_sidecar_gives_a_warning(saved, content):
     sidecar_path(path).write_text(content)
     loaded, meta = load_checkpoint(path)
     assert torch.equal(loaded.weight, model.weight)
-    assert meta["warnings"] and "m.json" in meta["warnings"][0]
+    assert meta.warnings and "m.json" in meta.warnings[0]
 
 
 @pytest.mark.parametrize("name", ["m.pt", "m.ckpt", "m", "m.safetensors.bak"])
@@ -352,3 +353,37 @@ def test_damaged_metadata(saved):
 def test_checkpoint_error_is_a_value_error():
     # callers that catch ValueError (the CLI) also catch checkpoint problems
     assert issubclass(CheckpointError, ValueError)
+
+
+# -- the one parser of checkpoint metadata ----------------------------------------------------
+
+
+def test_checkpoint_meta_reads_every_name_of_the_held_out_nll():
+    from core.checkpoint import CheckpointMeta
+    from core.evaluation import NLL
+
+    recorded = CheckpointMeta.parse({"family": "fvsbn", "valid": {"nll_nats": 90.5, "bits_per_dim": 0.17, "n": 10},
+                                     "metrics": {"valid_nll": 99.0}})
+    assert recorded.valid == NLL(90.5, 0.17, False, 10) and recorded.nll is recorded.valid
+    trained = CheckpointMeta.parse({"family": "fvsbn", "metrics": {"valid_nll_bound": 80.0, "valid_bpd_bound": 0.1}})
+    assert trained.valid is None and trained.nll == NLL(80.0, 0.1, True)
+    bound = CheckpointMeta.parse({"family": "x", "valid": {"nll_bound_nats": 70.0, "bits_per_dim_bound": 0.2}})
+    assert bound.valid.is_bound and bound.valid.nats == 70.0
+    broken = CheckpointMeta.parse({"family": "x", "valid": {"nll_nats": None}, "metrics": {"valid_nll": None},
+                                   "valid_nll_percentiles": [1, 2], "data": "?", "step": None})
+    assert broken.nll is None and broken.valid_percentiles is None and broken.data is None and broken.step == 0
+    nll = NLL.of(100.0, 784, False, n=3, family="fvsbn")
+    assert NLL.from_record(nll.record()) == nll and NLL.from_metrics(nll.metrics()) == NLL(100.0, nll.bits_per_dim)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "resources" / "weights").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_headers_and_sidecars_parse_alike(path):
+    from core.checkpoint import read_sidecar
+
+    head, side = read_checkpoint_meta(path), read_sidecar(path)
+    assert head.family == side.family and head.hparams == side.hparams and head.step == side.step
+    assert head.data == side.data and head.data_kind is not None and head.data_shape == side.data_shape
+    assert head.valid is not None and head.valid == side.valid and math.isfinite(head.valid.nats)

@@ -16,7 +16,8 @@ import torch
 
 from core import registry
 from core.data import Dataset
-from core.engine import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.training import TrainConfig, Trainer
 from core.models import kde as kde_mod
 from core.models.histogram import FLOOR_WEIGHT, cv_bins
 from core.protocol import DataKind, cell_area, grid_points
@@ -111,7 +112,7 @@ def test_trainer_lowers_held_out_nll(key, hp):
     snaps = list(trainer.run())
     assert snaps[-1].event == "finished" and snaps[-1].step == steps
     assert all(math.isfinite(s.loss) for s in snaps if s.event in ("step", "eval", "finished"))
-    after = trainer.metrics["valid_nll"]
+    after = trainer.nll.nats
     assert after == pytest.approx(-model.log_prob(valid).double().mean().item(), rel=1e-5)
     assert after < before - 0.3, (before, after)
     assert after < 3.2  # the mixture's entropy is ~2.2 nats; a single gaussian scores ~3.3
@@ -137,10 +138,10 @@ def test_visuals_give_density_and_samples(key, hp):
     model = fitted(key, hp, 2, steps=3 if key == "gmm" else 1)
     bounds = ((-4.0, 4.0), (-3.0, 4.0))
     v = model.visuals(16, generator=torch.Generator().manual_seed(0), bounds=bounds, res=48)
-    assert v["samples"].shape == (16, 2) and v["density"].shape == (48, 48)
-    for arr in v.values():
+    assert v.samples.shape == (16, 2) and v.density.shape == (48, 48)
+    for arr in v.as_dict().values():
         assert arr.dtype == np.float32 and arr.flags.c_contiguous and np.isfinite(arr).all()
-    assert v["density"].sum() * cell_area(bounds, 48) == pytest.approx(1.0, abs=0.06)
+    assert v.density.sum() * cell_area(bounds, 48) == pytest.approx(1.0, abs=0.06)
 
 
 @pytest.mark.parametrize("dim", [1, 2])

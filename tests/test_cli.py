@@ -16,7 +16,8 @@ import torch
 
 from core import cli
 from core import data as datasets
-from core import engine
+from core.checkpoint import load_checkpoint, read_checkpoint_meta, sidecar_path
+from core.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def binary(n: int, p: float, seed: int) -> np.ndarray:
 
 def expected_nll(checkpoint: Path, x: np.ndarray) -> float:
     """The mean NLL in nats, computed here from the checkpoint, independently of the CLI."""
-    model, _ = engine.load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint)
     with torch.no_grad():
         return -model.log_prob(torch.from_numpy(x).float()).double().mean().item()
 
@@ -113,6 +114,7 @@ def trained(runs) -> tuple[Path, dict, subprocess.CompletedProcess]:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_list(runs):
     proc = runs["procs"]["list"]
     assert proc.returncode == 0, proc.stderr
@@ -121,9 +123,10 @@ def test_list(runs):
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_train(trained):
     out, result, proc = trained
-    assert out.is_file() and engine.sidecar_path(out).is_file()
+    assert out.is_file() and sidecar_path(out).is_file()
     assert result["family"] == "fvsbn" and result["data"] == "bars" and result["steps"] == 20
     assert result["checkpoint"] == str(out) and result["device"] == "cpu"
     assert math.isfinite(result["final_loss"])
@@ -132,11 +135,12 @@ def test_train(trained):
     assert 0 < valid["nll_nats"] < 784 * math.log(2)  # learnt something in 20 steps
     assert valid["bits_per_dim"] == pytest.approx(valid["nll_nats"] / (784 * math.log(2)))
     assert "step 20/20" in proc.stderr  # the progress lines go to stderr, the JSON to stdout
-    meta = engine.read_checkpoint_meta(out)
-    assert meta["step"] == 20 and meta["hparams"]["lr"] == 0.01 and meta["data"]["name"] == "bars"
+    meta = read_checkpoint_meta(out)
+    assert meta.step == 20 and meta.hparams["lr"] == 0.01 and meta.data_name == "bars"
     assert valid["nll_nats"] == pytest.approx(expected_nll(out, datasets.load("bars").valid), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_eval_single_key(trained, runs):
     proc = runs["procs"]["eval"]
     assert proc.returncode == 0, proc.stderr
@@ -146,6 +150,7 @@ def test_eval_single_key(trained, runs):
     assert result["nll_nats"] == pytest.approx(expected_nll(trained[0], runs["ok"]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_eval_with_key(trained, runs, capsys):
     ckpt = trained[0]
     proc = runs["procs"]["eval_key"]
@@ -164,22 +169,27 @@ def test_eval_with_key(trained, runs, capsys):
         assert r["bits_per_dim"] == pytest.approx(r["nll_nats"] / (784 * math.log(2)), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_error_missing_checkpoint(runs):
     assert_clean_error(runs["procs"]["missing"], "none.safetensors")
 
 
+@pytest.mark.slow
 def test_error_pickle_renamed(runs):
     assert_clean_error(runs["procs"]["pickled"], "pickle")
 
 
+@pytest.mark.slow
 def test_error_data_of_the_wrong_shape(trained, runs):
     assert_clean_error(runs["procs"]["shape"], "shape.npz", "(N, 784)")
 
 
+@pytest.mark.slow
 def test_error_non_binary_data(trained, runs):
     assert_clean_error(runs["procs"]["nonbinary"], "nonbinary.npz", "0 or 1")
 
 
+@pytest.mark.slow
 def test_error_unknown_family(runs):
     assert_clean_error(runs["procs"]["family"], "no-such-family", "fvsbn")
     assert not (runs["tmp"] / "family.safetensors").exists()
@@ -209,9 +219,9 @@ def test_in_process_train_and_eval(tmp_path, capsys):
     assert result["steps"] == 3 and result["epochs"] == 0.75 and out.is_file()
     assert result["valid"]["n"] == 16
     assert result["valid"]["nll_nats"] == pytest.approx(expected_nll(out, valid), rel=1e-5)
-    meta = engine.read_checkpoint_meta(out)
-    assert meta["hparams"]["batch_size"] == 16 and meta["hparams"]["weight_decay"] == 0.001
-    assert meta["data"]["n_train"] == 64
+    meta = read_checkpoint_meta(out)
+    assert meta.hparams["batch_size"] == 16 and meta.hparams["weight_decay"] == 0.001
+    assert meta.data.n_train == 64
 
     x = binary(20, 0.2, 3)
     np.savez(tmp_path / "d.npz", x=x)
@@ -236,6 +246,7 @@ def _data_file(tmp_path: Path, kind: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, needle", [("two-keys", "--key"), ("npy", "npz"), ("nan", "NaN"),
                                           ("text", "not a readable")])
 def test_in_process_eval_errors(trained, tmp_path, capsys, kind, needle):
@@ -285,25 +296,25 @@ def test_train_keep_best_record_and_fine_tune(tmp_path, capsys):
                    "--lr", "0.05", "--num-threads", "1", "--out", str(out)])
     assert rc == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    meta = engine.read_checkpoint_meta(out)
-    assert meta["training"]["command"].startswith("python main.py train fvsbn --data bars")
-    assert meta["training"]["best_step"] == result["best_step"] and 3 <= result["best_step"] <= 12
-    assert meta["hparams"]["lr"] == 0.05  # the base rate, not the schedule's last value
-    p = meta["valid_nll_percentiles"]
+    meta = read_checkpoint_meta(out)
+    assert meta.training["command"].startswith("python main.py train fvsbn --data bars")
+    assert meta.training["best_step"] == result["best_step"] and 3 <= result["best_step"] <= 12
+    assert meta.hparams["lr"] == 0.05  # the base rate, not the schedule's last value
+    p = meta.raw["valid_nll_percentiles"]
     assert len(p) == 101 and p == sorted(p)
     # the kept weights are the best evaluated ones, and score what the record says
-    model, _ = engine.load_checkpoint(out)
+    model, _ = load_checkpoint(out)
     ds = datasets.load("bars")
-    assert engine.evaluate(model, ds.valid)["nll_nats"] == pytest.approx(meta["valid"]["nll_nats"], rel=1e-5)
+    assert evaluate(model, ds.valid).nats == pytest.approx(meta.valid.nats, rel=1e-5)
 
     tuned = tmp_path / "g.safetensors"
     assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "5", "--init", str(out),
                      "--record", "--out", str(tuned)]) == 0
     capsys.readouterr()
-    init = engine.read_checkpoint_meta(tuned)["training"]["init"]
-    assert init["checkpoint"] == str(out) and init["training"]["command"] == meta["training"]["command"]
-    assert engine.evaluate(engine.load_checkpoint(tuned)[0], ds.valid)["nll_nats"] < \
-        engine.evaluate(registry_fresh("fvsbn", ds), ds.valid)["nll_nats"]  # it started from the weights
+    init = read_checkpoint_meta(tuned).training["init"]
+    assert init["checkpoint"] == str(out) and init["training"]["command"] == meta.training["command"]
+    assert evaluate(load_checkpoint(tuned)[0], ds.valid).nats < \
+        evaluate(registry_fresh("fvsbn", ds), ds.valid).nats  # it started from the weights
 
     assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "1", "--init", str(out),
                      "--hp", "weight_decay=0.001", "--out", str(tuned)]) == 2

@@ -16,7 +16,9 @@ import torch
 
 from core import cli, registry
 from core.data import Dataset
-from core.engine import Trainer, TrainConfig, evaluate, load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.evaluation import evaluate
+from core.training import TrainConfig, Trainer
 from core.protocol import CompletionStep, DataKind
 
 
@@ -220,7 +222,7 @@ def test_trainer_learns_the_classes():
     model = registry.create("cnade", data.shape, data.kind, hidden=16, classes=2, lr=0.05, batch_size=32)
     snaps = list(Trainer(model, data, _cfg(max_steps=300, eval_every=20)).run())
     assert snaps[-1].event == "finished"
-    nll = [s.metrics["valid_nll"] for s in snaps if s.event in ("eval", "finished")]
+    nll = [s.nll.nats for s in snaps if s.event in ("eval", "finished")]
     assert nll[-1] < nll[0] - 1.0, nll
     # the labels carry information: the true class scores the held-out images better than the other
     x = torch.from_numpy(data.valid).float()
@@ -278,8 +280,8 @@ def test_visuals_show_the_classes_in_turn():
     model = registry.create("cnade", data.shape, hidden=4, classes=2)
     snaps = list(Trainer(model, data, _cfg(max_steps=2, visuals_every_s=0.0, visuals_n=7)).run())
     arrays = snaps[-1].arrays
-    assert arrays["samples"].shape == (7, 16) and arrays["samples"].dtype == np.float32
-    assert arrays["sample_labels"].tolist() == [0, 1, 0, 1, 0, 1, 0]
+    assert arrays.samples.shape == (7, 16) and arrays.samples.dtype == np.float32
+    assert arrays.sample_labels.tolist() == [0, 1, 0, 1, 0, 1, 0]
 
 
 def test_unconditional_models_ignore_labels_and_keep_their_behaviour():
@@ -300,12 +302,12 @@ def test_evaluate_with_and_without_labels():
     data = _labelled(n_train=10, n_valid=30)
     x = torch.from_numpy(data.valid).float()
     with_labels = evaluate(model, data.valid, labels=data.valid_labels)
-    assert with_labels["labels"] is True
-    assert with_labels["nll_nats"] == pytest.approx(
+    assert with_labels.labels is True and not with_labels.is_bound
+    assert with_labels.nats == pytest.approx(
         -model.log_prob(x, labels=torch.from_numpy(data.valid_labels)).mean().item(), rel=1e-5)
     marginal = evaluate(model, data.valid)
-    assert marginal["labels"] is False
-    assert marginal["nll_nats"] == pytest.approx(-model.log_prob(x).mean().item(), rel=1e-5)
+    assert marginal.labels is False
+    assert marginal.nats == pytest.approx(-model.log_prob(x).mean().item(), rel=1e-5)
     with pytest.raises(ValueError, match="labels"):
         evaluate(model, data.valid, labels=data.valid_labels[:5])
 
@@ -319,7 +321,7 @@ def test_checkpoint_round_trip(tmp_path):
     model = _random_cnade((3, 3), hidden=5, classes=4, seed=7)
     path = save_checkpoint(tmp_path / "c.safetensors", model)
     loaded, meta = load_checkpoint(path, family="cnade")
-    assert meta["family"] == "cnade" and loaded.info.conditional and loaded.classes == 4
+    assert meta.family == "cnade" and loaded.info.conditional and loaded.classes == 4
     x = _all_binary(9).reshape(-1, 3, 3)
     for y in range(4):
         torch.testing.assert_close(loaded.log_prob(x, labels=y), model.log_prob(x, labels=y))
@@ -334,7 +336,7 @@ def test_cli_eval_reads_the_labels(tmp_path, capsys):
     np.savez(npz, images=data.valid, labels=data.valid_labels, classes=data.valid_labels)
     assert cli.main(["eval", "--checkpoint", str(ckpt), "--data", str(npz), "--key", "images"]) == 0
     result = json.loads(capsys.readouterr().out)
-    want = evaluate(model, data.valid, labels=data.valid_labels)["nll_nats"]
+    want = evaluate(model, data.valid, labels=data.valid_labels).nats
     assert result["labels"] is True and result["nll_nats"] == pytest.approx(want, rel=1e-6)
     # another key for the labels; and with only images and labels, the images are found alone
     swapped = tmp_path / "swapped.npz"
@@ -342,7 +344,7 @@ def test_cli_eval_reads_the_labels(tmp_path, capsys):
     assert cli.main(["eval", "--checkpoint", str(ckpt), "--data", str(swapped), "--labels-key", "y"]) == 0
     other = json.loads(capsys.readouterr().out)
     assert other["key"] == "x"
-    assert other["nll_nats"] == pytest.approx(evaluate(model, data.valid, labels=1 - data.valid_labels)["nll_nats"])
+    assert other["nll_nats"] == pytest.approx(evaluate(model, data.valid, labels=1 - data.valid_labels).nats)
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -361,22 +363,18 @@ def test_cli_eval_label_errors(tmp_path, capsys, labels, message):
     assert err.startswith("error: ") and re.search(message, err), err
 
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-
-
-@pytest.mark.skipif(not (SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").is_file(), reason="no shared MNIST files")
-def test_cli_trains_on_mnist_digits_from_a_folder(tmp_path, capsys):
+def test_cli_trains_on_mnist_digits_from_a_folder(tmp_path, capsys, mnist_fixture):
     out = tmp_path / "c.safetensors"
-    code = cli.main(["train", "cnade", "--data", "mnist_digits", "--data-path", str(SHARED_MNIST),
+    code = cli.main(["train", "cnade", "--data", "mnist_digits", "--data-path", str(mnist_fixture.digits_dir),
                      "--max-steps", "3", "--eval-every", "0", "--eval-size", "50", "--hp", "hidden=8",
                      "--device", "cpu", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     result = json.loads(captured.out)
     assert result["data"] == "mnist_digits" and result["steps"] == 3
-    assert result["valid"]["labels"] is True and result["valid"]["n"] == 1000
+    assert result["valid"]["labels"] is True and result["valid"]["n"] == mnist_fixture.n_digits_valid
     model, meta = load_checkpoint(out)
-    assert meta["family"] == "cnade" and meta["data"]["name"] == "mnist_digits" and model.classes == 10
+    assert meta.family == "cnade" and meta.data_name == "mnist_digits" and model.classes == 10
 
 
 def test_cli_train_refuses_unlabelled_data_and_misplaced_data_path(tmp_path, capsys):
@@ -403,20 +401,22 @@ def test_window_picks_labelled_data_for_cnade(window):
     assert "mnist_digits" in names and "bars" in names  # unconditional models take it too
 
 
-@pytest.mark.skipif(not (SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").is_file(), reason="no shared MNIST files")
-def test_window_trains_cnade_on_mnist_digits_one_class_per_column(qtbot, window):
+def test_window_trains_cnade_on_mnist_digits_one_class_per_column(qtbot, window, mnist_mirror, mnist_fixture):
+    """Downloaded (from the tests' loopback mirror of a small stand-in), checked, trained on."""
     from PySide6.QtCore import Qt
 
     window.picker.select("cnade")
     window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("mnist_digits"))
-    window.panel.data_path.setText(str(SHARED_MNIST))
+    window.panel.data_path.setText("")  # no folder: the checked download
     window.panel.editors["hidden"].setValue(8)
-    window.panel.epochs.setValue(0.02)  # 3 steps of 64
+    window.panel.epochs.setValue(0.25)  # 2 of the 8 steps of 64 an epoch of 450 digits takes
     qtbot.mouseClick(window.panel.train_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.session is not None and window.session.last_frame is not None
                     and window.session.last_frame.snapshot.event == "finished", timeout=30000)
+    assert window.session.last_frame.snapshot.step == 2
+    assert sorted(mnist_mirror.requests) == sorted(f"/mnist/{name}" for name in mnist_fixture.digits_md5)
     assert window.dataset.name == "mnist_digits" and window.dataset.valid_labels is not None
-    assert "valid_nll" in window.session.last_frame.snapshot.metrics
+    assert window.session.last_frame.snapshot.nll is not None
     tile = 28 + 1  # a tile and its padding
     qtbot.waitUntil(lambda: window.training_view.image is not None
                     and "one class per column" in window.training_view.caption.text(), timeout=10000)
@@ -428,4 +428,4 @@ def test_window_trains_cnade_on_mnist_digits_one_class_per_column(qtbot, window)
     assert window.training_view.image.shape[1] == 10 * tile + 1
     task = window.evaluate()
     qtbot.waitUntil(task.done, timeout=10000)
-    assert "on 1000 examples" in window.statusBar().currentMessage()
+    assert f"on {mnist_fixture.n_digits_valid} examples" in window.statusBar().currentMessage()

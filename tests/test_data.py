@@ -22,6 +22,7 @@ from core.data import DataError, DownloadError, check_binary_images, load_npz_ar
 from core.data import toy
 from core.data.download import Cancelled, download, file_digest
 from core.protocol import DataKind
+from waiting import steady, wait_until
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist.npz"
 
@@ -353,15 +354,13 @@ def test_failed_downloads_do_not_leak_file_descriptors(server, tmp_path):
         return len(os.listdir("/proc/self/fd"))
 
     download(server.url + "/", tmp_path / "warmup.html")  # the directory listing
-    time.sleep(0.05)
+    # the server thread closes its side of the warm-up connection a moment later
+    assert wait_until(steady(open_fds, quiet=0.05), timeout=5)
     before = open_fds()
     for i in range(8):
         with pytest.raises(DownloadError):
             download(server.url + f"/missing{i}", tmp_path / "x.bin")
-    end = time.monotonic() + 2
-    while open_fds() > before and time.monotonic() < end:
-        time.sleep(0.02)
-    assert open_fds() <= before
+    assert wait_until(lambda: open_fds() <= before, timeout=2), (open_fds(), before)
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,20 +379,19 @@ def mnist_env(server, tmp_path, monkeypatch):
     return server, cache
 
 
-def test_binarized_mnist_download_and_cache(mnist_env, monkeypatch):
-    if not SHARED_MNIST.is_file():
-        pytest.skip(f"{SHARED_MNIST} is not available")
+def test_binarized_mnist_download_and_cache(mnist_env, mnist_fixture, monkeypatch):
     server, cache = mnist_env
-    shutil.copyfile(SHARED_MNIST, server.root / "binarized_mnist.npz")
+    shutil.copyfile(mnist_fixture.npz, server.root / "binarized_mnist.npz")
+    mnist_fixture.pin(monkeypatch)
     assert datasets.cache_dir() == cache
     progress = []
     ds = datasets.binarized_mnist(progress=lambda d, t: progress.append((d, t)))
-    assert ds.train.shape == (50000, 784) and ds.valid.shape == (10000, 784)
+    assert np.array_equal(ds.train, mnist_fixture.train) and np.array_equal(ds.valid, mnist_fixture.valid)
     assert ds.train.dtype == np.uint8 and ds.kind is DataKind.BINARY_IMAGE and ds.image_shape == (28, 28)
     cached = cache / "binarized_mnist.npz"
-    assert cached.is_file() and file_digest(cached) == core.data.MNIST_NPZ_SHA256
+    assert cached.is_file() and file_digest(cached) == mnist_fixture.npz_sha256
     assert server.requests == ["/binarized_mnist.npz"]
-    assert progress[-1] == (SHARED_MNIST.stat().st_size,) * 2
+    assert progress[-1] == (mnist_fixture.npz.stat().st_size,) * 2
     assert debris(cache) == []
 
     # a second call reads the cache: no server, and no download at all
@@ -407,17 +405,34 @@ def test_binarized_mnist_download_and_cache(mnist_env, monkeypatch):
     assert np.array_equal(again.train, ds.train) and np.array_equal(again.valid, ds.valid)
 
 
-def test_binarized_mnist_damaged_cache_is_fetched_again(mnist_env):
-    if not SHARED_MNIST.is_file():
-        pytest.skip(f"{SHARED_MNIST} is not available")
+def test_binarized_mnist_damaged_cache_is_fetched_again(mnist_env, mnist_fixture, monkeypatch):
     server, cache = mnist_env
-    shutil.copyfile(SHARED_MNIST, server.root / "binarized_mnist.npz")
+    shutil.copyfile(mnist_fixture.npz, server.root / "binarized_mnist.npz")
+    mnist_fixture.pin(monkeypatch)
     cache.mkdir()
     (cache / "binarized_mnist.npz").write_bytes(b"half a download")
     ds = datasets.binarized_mnist()
-    assert ds.valid.shape == (10000, 784)
-    assert file_digest(cache / "binarized_mnist.npz") == core.data.MNIST_NPZ_SHA256
+    assert np.array_equal(ds.valid, mnist_fixture.valid)
+    assert file_digest(cache / "binarized_mnist.npz") == mnist_fixture.npz_sha256
     assert server.requests == ["/binarized_mnist.npz"]
+
+
+def test_binarized_mnist_from_the_originals_when_there_is_no_mirror(mnist_mirror, mnist_fixture, monkeypatch):
+    """The .amat route: parsed, checked against the pinned content digests, cached as .npz."""
+    monkeypatch.delenv("GMS_DATA_MIRROR")
+    ds = datasets.binarized_mnist()
+    assert np.array_equal(ds.train, mnist_fixture.train) and np.array_equal(ds.valid, mnist_fixture.valid)
+    assert sorted(mnist_mirror.requests) == [f"/originals/binarized_mnist_{s}.amat" for s in ("train", "valid")]
+    assert (mnist_mirror.cache / "binarized_mnist.npz").is_file() and debris(mnist_mirror.cache) == []
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_file(),
+                    reason=f"its point is the real file: checks the pinned digest against {SHARED_MNIST}")
+def test_pinned_digests_are_those_of_the_real_file():
+    assert file_digest(SHARED_MNIST) == core.data.MNIST_NPZ_SHA256
+    real = datasets.binarized_mnist(SHARED_MNIST)
+    assert real.train.shape == (50000, 784) and real.valid.shape == (10000, 784)
+    assert core.data._content_ok({"train": real.train, "valid": real.valid})
 
 
 def test_binarized_mnist_corrupted_mirror_and_no_fallback(mnist_env):

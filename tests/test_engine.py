@@ -13,9 +13,12 @@ import pytest
 import torch
 
 from core import data as datasets
-from core import engine, registry
+from core import registry
+from core.evaluation import evaluate
 from core.data import Dataset
-from core.engine import RunControl, Snapshot, TrainConfig, Trainer, select_device, throttled
+from core.control import RunControl, throttled
+from core.device import select_device
+from core.training import Snapshot, TrainConfig, Trainer, Visuals
 from core.models.fvsbn import FVSBN
 from core.protocol import DataKind
 
@@ -73,12 +76,14 @@ def test_snapshots_steps_events_and_eval_metrics(bars):
     assert all(s.image_shape == (28, 28) and s.device == "cpu" for s in snaps)
     assert snaps[3].epoch == pytest.approx(1.0)  # 256 examples / batch 64 = 4 steps per epoch
     assert [s.elapsed for s in snaps] == sorted(s.elapsed for s in snaps)
-    assert not any("valid_nll" in s.metrics for s in snaps[:3])
+    assert all(s.nll is None for s in snaps[:3])
     for s in (snaps[3], snaps[7], snaps[11]):
-        assert {"valid_nll", "valid_bpd"} <= set(s.metrics)
-        assert s.metrics["valid_bpd"] == pytest.approx(s.metrics["valid_nll"] / (784 * math.log(2)))
+        assert s.nll is not None and not s.nll.is_bound and s.nll.n == 64
+        assert s.nll.bits_per_dim == pytest.approx(s.nll.nats / (784 * math.log(2)))
+        assert "valid_nll" not in s.metrics  # one name: the snapshot's nll
+    assert snaps[4].nll == snaps[3].nll != snaps[7].nll  # the latest evaluation, until the next
     # the final evaluation is of the final weights, on the held-out set
-    assert snaps[-1].metrics["valid_nll"] == pytest.approx(engine.evaluate(model, bars.valid)["nll_nats"], rel=1e-5)
+    assert snaps[-1].nll.nats == pytest.approx(evaluate(model, bars.valid).nats, rel=1e-5)
     assert trainer.step == 12
 
 
@@ -89,7 +94,7 @@ def test_epochs_set_the_number_of_steps_and_eval_every_zero():
     assert trainer.steps_per_epoch == 4 and trainer.total_steps == 8
     snaps = list(trainer.run())
     assert len(snaps) == 8 and snaps[-1].event == "finished"
-    assert [s for s in snaps if "valid_nll" in s.metrics] == [snaps[-1]]
+    assert [s for s in snaps if s.nll is not None] == [snaps[-1]]
 
 
 def test_trainer_rejects_mismatched_or_empty_data():
@@ -116,7 +121,7 @@ def test_seeded_runs_are_identical():
 def test_held_out_nll_falls(bars):
     model = registry.create("fvsbn", bars.shape, bars.kind, lr=0.01)
     snaps = list(Trainer(model, bars, cfg(max_steps=60, eval_every=20)).run())
-    nll = [s.metrics["valid_nll"] for s in snaps if s.event in ("eval", "finished")]
+    nll = [s.nll.nats for s in snaps if s.event in ("eval", "finished")]
     assert len(nll) == 3
     assert 784 * math.log(2) > nll[0] > nll[1] > nll[2]
     assert nll[2] < 0.8 * 784 * math.log(2)
@@ -126,7 +131,7 @@ def test_visuals_arrays(bars):
     model = registry.create("fvsbn", bars.shape, bars.kind)
     snaps = list(Trainer(model, bars, cfg(max_steps=3, visuals_every_s=0, visuals_n=5)).run())
     for s in snaps:
-        samples = s.arrays["samples"]
+        samples = s.arrays.samples
         assert samples.shape == (5, 784) and samples.dtype == np.float32
         assert samples.flags.c_contiguous
         assert set(np.unique(samples)) <= {0.0, 1.0}
@@ -136,8 +141,8 @@ class SlowVisuals(FVSBN):
     """Sampling that takes 50 ms, like PixelCNN's pass per pixel."""
 
     def visuals(self, n=64, generator=None, bounds=None, res=96):
-        time.sleep(0.05)
-        return {"samples": np.zeros((1, *self.data_shape), np.float32)}
+        time.sleep(0.05)  # about time itself: the cost the trainer must keep to a tenth
+        return Visuals(samples=np.zeros((1, *self.data_shape), np.float32))
 
 
 def test_slow_visuals_get_at_most_a_tenth_of_the_time():
@@ -158,7 +163,7 @@ def test_slow_visuals_get_at_most_a_tenth_of_the_time():
 def test_no_visuals_when_disabled():
     data = tiny_data()
     snaps = list(Trainer(registry.create("fvsbn", data.shape), data, cfg(max_steps=4)).run())
-    assert all(s.arrays == {} for s in snaps)
+    assert all(not s.arrays and s.arrays.as_dict() == {} for s in snaps)
 
 
 def test_set_lr_from_another_thread():
@@ -324,7 +329,7 @@ def fake_snapshots(pulled: list, closed: threading.Event, n: int | None = None, 
         while n is None or step < n:
             step += 1
             if delay:
-                time.sleep(delay)
+                time.sleep(delay)  # about time itself: a step's duration
             if clock is not None:
                 clock[0] += tick
             event = "step"
@@ -332,7 +337,7 @@ def fake_snapshots(pulled: list, closed: threading.Event, n: int | None = None, 
                 event = "finished"
             elif eval_every and step % eval_every == 0:
                 event = "eval"
-            arrays = {"step": np.array([step])} if arrays_every and step % arrays_every == 0 else {}
+            arrays = Visuals(samples=np.array([[step]])) if arrays_every and step % arrays_every == 0 else Visuals()
             pulled.append(step)
             yield Snapshot(step=step, total_steps=n or 0, epoch=0.0, loss=1.0 / step, event=event,
                            arrays=arrays, elapsed=clock[0] if clock else 0.0)
@@ -369,19 +374,19 @@ def test_run_control_pause_step_resume_stop():
     consumer = threading.Thread(target=lambda: frames.extend(it), daemon=True)
     consumer.start()
 
-    time.sleep(0.2)
+    time.sleep(0.2)  # about time itself: nothing is pulled during 200 ms of pause
     assert pulled == [] and consumer.is_alive() and control.paused
 
     control.step(1)
     assert _wait_until(lambda: len(pulled) == 1)
-    time.sleep(0.2)
+    time.sleep(0.2)  # about time itself: no second snapshot in the next 200 ms
     assert pulled == [1], "step(1) let more than one snapshot through"
     assert _wait_until(lambda: len(frames) == 1)
     assert frames[0].snapshot.step == 1 and frames[0].steps == 1  # paused: every step is shown
 
     control.step(2)
     assert _wait_until(lambda: len(pulled) == 3)
-    time.sleep(0.1)
+    time.sleep(0.1)  # about time itself: no third grant's worth in the next 100 ms
     assert pulled == [1, 2, 3]
 
     control.resume()
@@ -390,7 +395,7 @@ def test_run_control_pause_step_resume_stop():
 
     control.pause()
     n = _settle(lambda: len(pulled))
-    time.sleep(0.2)
+    time.sleep(0.2)  # about time itself: no progress during 200 ms of pause
     assert len(pulled) == n, "the consumer made progress while paused"
 
     control.resume()
@@ -411,6 +416,8 @@ def test_stop_while_paused_ends_the_consumer():
     snaps = fake_snapshots(pulled, closed)
     consumer = threading.Thread(target=lambda: frames.extend(throttled(snaps, control)), daemon=True)
     consumer.start()
+    # no observable "blocked in wait()": give the consumer time to get there (a stop before it
+    # does is the other case, and must end it as well)
     time.sleep(0.05)
     control.stop()
     consumer.join(1.0)
@@ -442,7 +449,7 @@ def test_stop_ends_a_real_training_consumer():
     assert _wait_until(lambda: trainer.step > 20)
     control.pause()
     step = _settle(lambda: trainer.step)
-    time.sleep(0.2)
+    time.sleep(0.2)  # about time itself: no step during 200 ms of pause
     assert trainer.step == step
     control.resume()
     assert _wait_until(lambda: trainer.step > step + 5)
@@ -484,9 +491,9 @@ def test_throttled_folds_snapshots_into_frames_and_keeps_every_point():
         last_time = f.snapshot.elapsed
         with_arrays = [int(s) for s in f.curve[:, 0] if s % 7 == 0]
         if with_arrays:
-            assert f.arrays["step"][0] == max(with_arrays)  # the newest arrays of the window
+            assert f.arrays.samples[0, 0] == max(with_arrays)  # the newest arrays of the window
         else:
-            assert f.arrays == {}
+            assert not f.arrays
     assert closed.is_set()
 
 
@@ -540,14 +547,15 @@ def test_throttled_closes_the_generator_when_the_consumer_stops_early():
 
 
 def test_round_robin_keeps_the_other_runs_going_when_one_raises():
-    from core.engine import Frame, Snapshot, round_robin
+    from core.control import Frame, round_robin
+    from core.training import Snapshot
 
     def good(n):
         for k in range(n):
-            yield Frame(Snapshot(step=k + 1, total_steps=n, epoch=0.0, loss=1.0), np.zeros((0, 2)), {}, 1)
+            yield Frame(Snapshot(step=k + 1, total_steps=n, epoch=0.0, loss=1.0), np.zeros((0, 2)), Visuals(), 1)
 
     def bad():
-        yield Frame(Snapshot(step=1, total_steps=5, epoch=0.0, loss=1.0), np.zeros((0, 2)), {}, 1)
+        yield Frame(Snapshot(step=1, total_steps=5, epoch=0.0, loss=1.0), np.zeros((0, 2)), Visuals(), 1)
         raise ValueError("K=10 components but only 4 points")
 
     frames = list(round_robin([good(4), bad(), good(3)]))

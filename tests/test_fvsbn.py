@@ -102,26 +102,6 @@ def test_sample_frequencies_match_log_prob():
     assert (freq - probs).abs().max().item() < 0.02, (freq, probs)
 
 
-def test_complete_keeps_known_pixels_and_varies_candidates():
-    d = 16
-    model = registry.create("fvsbn", (d,))  # zero weights: every unknown pixel is a fair coin
-    g = torch.Generator().manual_seed(3)
-    x = torch.bernoulli(torch.full((2, d), 0.5), generator=g)
-    known = torch.zeros(2, d, dtype=torch.bool)
-    known[:, :6] = True
-    known[1, 10] = True
-    n = 8
-    out = model.complete(x, known, n=n, generator=g)
-    assert out.shape == (2 * n, d)
-    assert set(out.unique().tolist()) <= {0.0, 1.0}
-    for i in range(2):
-        cands = out[i * n:(i + 1) * n]
-        k = known[i]
-        assert torch.equal(cands[:, k], x[i, k].expand(n, -1)), "a known pixel was changed"
-        assert len({tuple(c.tolist()) for c in cands[:, ~k]}) > 1, "all candidates are identical"
-    assert torch.equal(x, torch.bernoulli(torch.full((2, d), 0.5), generator=torch.Generator().manual_seed(3)))
-
-
 def test_complete_follows_the_conditionals():
     # with strong weights the unknown pixel must follow its known parents
     model = registry.create("fvsbn", (2,))
@@ -137,9 +117,9 @@ def test_complete_follows_the_conditionals():
 def test_visuals_are_float32_samples():
     model = _random_fvsbn(6)
     v = model.visuals(10, generator=torch.Generator().manual_seed(0))
-    assert set(v) == {"samples"}
-    assert v["samples"].shape == (10, 6) and v["samples"].dtype == np.float32
-    assert v["samples"].flags.c_contiguous
+    assert set(v.as_dict()) == {"samples"}
+    assert v.samples.shape == (10, 6) and v.samples.dtype == np.float32
+    assert v.samples.flags.c_contiguous
 
 
 def test_training_lowers_the_loss_on_bars():

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from core import engine, registry
+from core import registry
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.evaluation import evaluate
+from core.training import Snapshot, TrainConfig, Trainer
 from core.data import Dataset
 from core.protocol import DataKind, NonFiniteError, cell_area, grid_points
 
@@ -62,9 +65,9 @@ def _dataset_2d(n: int = 512) -> Dataset:
                    meta={"bounds": ((-4.0, 4.0), (-4.0, 4.0))})
 
 
-def _train(model, ds: Dataset, steps: int, eval_every: int = 0) -> list[engine.Snapshot]:
-    cfg = engine.TrainConfig(max_steps=steps, eval_every=eval_every, visuals_every_s=None, device="cpu")
-    return list(engine.Trainer(model, ds, cfg).run())
+def _train(model, ds: Dataset, steps: int, eval_every: int = 0) -> list[Snapshot]:
+    cfg = TrainConfig(max_steps=steps, eval_every=eval_every, visuals_every_s=None, device="cpu")
+    return list(Trainer(model, ds, cfg).run())
 
 
 def _ks(samples: np.ndarray, cdf) -> float:
@@ -138,10 +141,10 @@ def test_cdf_training_through_the_trainer_lowers_held_out_nll(key):
     torch.manual_seed(0)
     ds = _dataset_1d()
     model = registry.create(key, (1,), DataKind.POINTS_1D)
-    before = engine.evaluate(model, ds.valid)["nll_nats"]
+    before = evaluate(model, ds.valid).nats
     snaps = _train(model, ds, 1 if key == "inversion" else 4, eval_every=1)
-    after = engine.evaluate(model, ds.valid)["nll_nats"]
-    assert snaps[-1].event == "finished" and math.isfinite(snaps[-1].metrics["valid_nll"])
+    after = evaluate(model, ds.valid).nats
+    assert snaps[-1].event == "finished" and math.isfinite(snaps[-1].nll.nats)
     assert after < before - 0.3
     truth = float(-_mixture_1d_logpdf(ds.valid.astype(np.float64)[:, 0]).mean())
     assert after < truth + 0.25  # close to the true density's held-out NLL
@@ -160,11 +163,11 @@ def test_cdf_far_points_cost_a_bounded_amount(fitted, key):
 def test_cdf_visuals(fitted, key):
     model, _ = fitted[key]
     v = model.visuals(32, generator=torch.Generator().manual_seed(0), bounds=((-5.0, 5.0),), res=50)
-    assert set(v) == {"samples", "density", "cdf"}
-    for arr in v.values():
+    assert set(v.as_dict()) == {"samples", "density", "cdf"}
+    for arr in v.as_dict().values():
         assert arr.dtype == np.float32 and arr.flags.c_contiguous and np.isfinite(arr).all()
-    assert v["samples"].shape == (32, 1) and v["density"].shape == (50,) and v["cdf"].shape == (50,)
-    assert (np.diff(v["cdf"]) >= 0).all() and 0 <= v["cdf"].min() and v["cdf"].max() <= 1
+    assert v.samples.shape == (32, 1) and v.density.shape == (50,) and v.cdf.shape == (50,)
+    assert (np.diff(v.cdf) >= 0).all() and 0 <= v.cdf.min() and v.cdf.max() <= 1
 
 
 @pytest.mark.parametrize("key", CDF_FAMILIES)
@@ -208,8 +211,8 @@ def test_cdf_families_take_only_1d(key):
 @pytest.mark.parametrize("key", CDF_FAMILIES)
 def test_cdf_checkpoint_round_trip(fitted, tmp_path, key):
     model, ds = fitted[key]
-    path = engine.save_checkpoint(tmp_path / f"{key}.safetensors", model)
-    loaded, meta = engine.load_checkpoint(path, family=key)
+    path = save_checkpoint(tmp_path / f"{key}.safetensors", model)
+    loaded, meta = load_checkpoint(path, family=key)
     x = torch.linspace(-6, 6, 101).reshape(-1, 1)
     torch.testing.assert_close(loaded.log_prob(x), model.log_prob(x))
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
@@ -298,8 +301,8 @@ def test_gan_samples_and_discriminator_map():
     s = model.sample(37, generator=torch.Generator().manual_seed(0))
     assert s.shape == (37, 2) and s.dtype == torch.float32 and torch.isfinite(s).all()
     v = model.visuals(16, generator=torch.Generator().manual_seed(0), bounds=((-3.0, 3.0), (-1.0, 2.0)), res=24)
-    assert set(v) == {"samples", "disc"}  # no likelihood: no density
-    d = v["disc"]
+    assert set(v.as_dict()) == {"samples", "disc"}  # no likelihood: no density
+    d = v.disc
     assert d.shape == (24, 24) and d.dtype == np.float32 and d.flags.c_contiguous
     assert np.isfinite(d).all() and (d >= 0).all() and (d <= 1).all()
     # rows run along y: row r is D at the grid points r * res .. (r + 1) * res
@@ -358,8 +361,8 @@ def test_gan_takes_only_2d():
 def test_gan_checkpoint_round_trip(tmp_path):
     model = registry.create("gan", (2,), pack=2, **SMALL_GAN)
     _train(model, _dataset_2d(), 5)
-    path = engine.save_checkpoint(tmp_path / "gan.safetensors", model)
-    loaded, _ = engine.load_checkpoint(path, family="gan")
+    path = save_checkpoint(tmp_path / "gan.safetensors", model)
+    loaded, _ = load_checkpoint(path, family="gan")
     g = lambda: torch.Generator().manual_seed(9)  # noqa: E731
     assert torch.equal(loaded.sample(30, generator=g()), model.sample(30, generator=g()))
     pts = torch.randn(10, 2)
@@ -369,8 +372,8 @@ def test_gan_checkpoint_round_trip(tmp_path):
 def test_gan_mode_metrics_in_the_trainer():
     ds = _dataset_2d()
     ds.meta["modes"] = (FOUR_MODES, 0.1)
-    cfg = engine.TrainConfig(max_steps=4, eval_every=2, visuals_every_s=None, device="cpu", coverage_samples=300)
-    snaps = list(engine.Trainer(registry.create("gan", (2,), **SMALL_GAN), ds, cfg).run())
+    cfg = TrainConfig(max_steps=4, eval_every=2, visuals_every_s=None, device="cpu", coverage_samples=300)
+    snaps = list(Trainer(registry.create("gan", (2,), **SMALL_GAN), ds, cfg).run())
     m = snaps[-1].metrics
     assert m["n_modes"] == 4 and 0 <= m["modes_covered"] <= 4 and 0 <= m["high_quality"] <= 1
 
@@ -405,11 +408,11 @@ def test_dae_visuals_and_chain():
     model = registry.create("dae", (2,), **SMALL_DAE)
     _train(model, _dataset_2d(), 3)
     v = model.visuals(12, generator=torch.Generator().manual_seed(0), bounds=((-4.0, 4.0), (-4.0, 4.0)), res=16)
-    assert set(v) == {"samples", "chain"}
-    assert v["samples"].shape == (12, 2)
+    assert set(v.as_dict()) == {"samples", "chain"}
+    assert v.samples.shape == (12, 2)
     t = max(SMALL_DAE["burn_in"], 50) + 1
-    assert v["chain"].shape == (t, 2)
-    for arr in v.values():
+    assert v.chain.shape == (t, 2)
+    for arr in v.as_dict().values():
         assert arr.dtype == np.float32 and arr.flags.c_contiguous and np.isfinite(arr).all()
     a = model.sample(10, generator=torch.Generator().manual_seed(4))
     b = model.sample(10, generator=torch.Generator().manual_seed(4))
@@ -436,7 +439,7 @@ def test_dae_bad_hparams(hp):
 def test_dae_checkpoint_round_trip(tmp_path):
     model = registry.create("dae", (2,), **SMALL_DAE)
     _train(model, _dataset_2d(), 5)
-    path = engine.save_checkpoint(tmp_path / "dae.safetensors", model)
-    loaded, _ = engine.load_checkpoint(path, family="dae")
+    path = save_checkpoint(tmp_path / "dae.safetensors", model)
+    loaded, _ = load_checkpoint(path, family="dae")
     g = lambda: torch.Generator().manual_seed(9)  # noqa: E731
     assert torch.equal(loaded.sample(30, generator=g()), model.sample(30, generator=g()))

@@ -4,12 +4,8 @@ bad inputs, settings, closing mid-training."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import pickle
-import shutil
-import threading
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +14,9 @@ import torch
 from PySide6.QtCore import QObject, QSettings, Qt, QThread, Slot
 from PySide6.QtWidgets import QApplication
 
-from core import engine
+from core.checkpoint import load_checkpoint, save_checkpoint
 from core.models.fvsbn import FVSBN
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from waiting import steady
 
 
 class FrameProbe(QObject):
@@ -73,15 +68,17 @@ def test_train_pause_step_resume_stop(qtbot, window):
 
     qtbot.mouseClick(window.panel.pause_btn, Qt.MouseButton.LeftButton)
     assert window.panel.pause_btn.text() == "Resume"
-    qtbot.wait(300)
+    # the step in flight when pause was clicked finishes and is shown: then the count rests
+    qtbot.waitUntil(steady(lambda: (current_step(window), session.trainer.step)), timeout=10000)
     paused_at = current_step(window)
-    qtbot.wait(300)
+    assert paused_at == session.trainer.step, "the last step done is the one shown"
+    qtbot.wait(300)  # about time itself: no progress during 300 ms of pause
     assert current_step(window) == paused_at, "no progress while paused"
 
     qtbot.mouseClick(window.panel.step_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: current_step(window) == paused_at + 1, timeout=5000)
-    qtbot.wait(200)
-    assert current_step(window) == paused_at + 1, "one step, exactly"
+    qtbot.wait(200)  # about time itself: no second step in the next 200 ms
+    assert current_step(window) == paused_at + 1 == session.trainer.step, "one step, exactly"
 
     qtbot.mouseClick(window.panel.pause_btn, Qt.MouseButton.LeftButton)  # resume
     qtbot.waitUntil(lambda: current_step(window) > paused_at + 5, timeout=10000)
@@ -104,7 +101,7 @@ def test_training_runs_to_the_end_and_the_loss_falls(qtbot, window):
     assert frame.snapshot.step == session.trainer.total_steps
     loss = window.training_view.loss.y
     assert loss[-10:].mean() < loss[:10].mean() - 50
-    assert "valid_nll" in frame.snapshot.metrics
+    assert frame.snapshot.nll is not None
     assert window.training_view.image is not None and window.training_view.image.dtype == np.uint8
     assert "finished" in window.statusBar().currentMessage()
 
@@ -132,13 +129,16 @@ def test_save_and_load_round_trip(qtbot, window, tmp_path):
     expected = trained.log_prob(x)
 
     window.model = None
+    window.training_view.image = None  # so that the samples checked below are the load's own
+    window.training_view.caption.setText("")
     task = window.load(path)
     qtbot.waitUntil(task.done, timeout=10000)
     assert window.model is not None and window.model is not trained
     assert torch.allclose(window.model.log_prob(x), expected)
     assert window.model_step == session.trainer.step
-    assert "loaded" in window.statusBar().currentMessage() or window.training_view.image is not None
-    qtbot.waitUntil(lambda: "samples from FVSBN" in window.training_view.caption.text(), timeout=10000)
+    assert window.statusBar().currentMessage() == f"loaded {path.name}: FVSBN, step {session.trainer.step}"
+    assert window.training_view.image is not None and window.training_view.image.dtype == np.uint8
+    assert "samples from FVSBN" in window.training_view.caption.text()
 
 
 def test_save_while_training_is_done_by_the_trainer_between_steps(qtbot, window, tmp_path):
@@ -146,8 +146,8 @@ def test_save_while_training_is_done_by_the_trainer_between_steps(qtbot, window,
     path = tmp_path / "live.safetensors"
     window.save(path)
     qtbot.waitUntil(path.is_file, timeout=5000)
-    _, meta = engine.load_checkpoint(path)
-    assert meta["step"] > 0
+    _, meta = load_checkpoint(path)
+    assert meta.step > 0
     session.stop()
 
 
@@ -167,7 +167,7 @@ class Evil:
 def test_bad_checkpoints_show_an_error_and_lose_nothing(qtbot, window, tmp_path, kind):
     good = tmp_path / "good.safetensors"
     model = FVSBN((784,), FVSBN.info.defaults())
-    engine.save_checkpoint(good, model, step=7)
+    save_checkpoint(good, model, step=7)
     task = window.load(good)
     qtbot.waitUntil(task.done, timeout=10000)
     before = window.model
@@ -206,7 +206,9 @@ def test_nan_during_training_stops_and_restores(qtbot, window, monkeypatch):
     with qtbot.waitSignal(session.finished, timeout=20000):
         pass
     assert session.last_frame.snapshot.event == "nonfinite"
-    assert window.error_boxes and "NaN" in window.error_boxes[-1].text() or "nan" in window.error_boxes[-1].text()
+    assert window.error_boxes, "an error dialog is shown"
+    text = window.error_boxes[-1].text()
+    assert "loss=nan" in text and "last good weights were restored" in text, text
     assert all(torch.isfinite(p).all() for p in window.model.parameters())
     assert window.panel.train_btn.isEnabled()
 
@@ -239,8 +241,8 @@ def test_closing_mid_training_stops_within_2s_and_keeps_the_checkpoint(qtbot, wi
     assert time.perf_counter() - t0 < 2.0
     assert thread.isFinished()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-    model, meta = engine.load_checkpoint(path)
-    assert meta["step"] > 0
+    model, meta = load_checkpoint(path)
+    assert meta.step > 0
 
 
 def test_settings_are_remembered(qtbot, aloop, tmp_path, monkeypatch):
@@ -283,25 +285,17 @@ def test_keyboard_shortcuts_drive_training(qtbot, window):
         window.findChild(type(window.menuBar().actions()[0]), "actionStop").trigger()
 
 
-@pytest.mark.skipif(not (SHARED / "binarized_mnist.npz").is_file(), reason="needs ../shared/data")
-def test_download_binarized_mnist_with_progress_then_train(qtbot, window, tmp_path, monkeypatch):
-    served = tmp_path / "served"
-    served.mkdir()
-    shutil.copy(SHARED / "binarized_mnist.npz", served / "binarized_mnist.npz")
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("GMS_DATA_MIRROR", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setenv("GMS_DATA_DIR", str(tmp_path / "cache"))
-        window.panel.data_path.setText("")
-        session = start_training(qtbot, window, epochs=0.02, data="binarized_mnist")
-        with qtbot.waitSignal(session.finished, timeout=30000):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert (tmp_path / "cache" / "binarized_mnist.npz").is_file()
-    assert window.dataset.name == "binarized_mnist" and window.dataset.train.shape == (50000, 784)
+def test_download_binarized_mnist_with_progress_then_train(qtbot, window, mnist_mirror, mnist_fixture):
+    """The window downloads binarized MNIST from $GMS_DATA_MIRROR (the tests' loopback mirror of
+    a small stand-in), checks it, caches it and trains on it."""
+    window.panel.data_path.setText("")
+    session = start_training(qtbot, window, epochs=0.2, data="binarized_mnist")
+    with qtbot.waitSignal(session.finished, timeout=30000):
+        pass
+    assert mnist_mirror.requests == ["/binarized_mnist.npz"]
+    assert (mnist_mirror.cache / "binarized_mnist.npz").is_file()
+    assert window.dataset.name == "binarized_mnist"
+    assert np.array_equal(window.dataset.train, mnist_fixture.train)
+    assert np.array_equal(window.dataset.valid, mnist_fixture.valid)
     assert session.last_frame.snapshot.event == "finished"
+    assert session.last_frame.snapshot.step == session.trainer.total_steps == 2  # 0.2 x 640 / 64

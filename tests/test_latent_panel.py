@@ -8,14 +8,17 @@ conditional VAE and DCGAN, and checkpoints the tab must refuse.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
-from core import engine, latent, registry
-from core.engine import save_checkpoint
+from core import latent, registry
+from core.training import clone_model
+from core.checkpoint import checkpoint_payload, save_checkpoint, write_checkpoint
 from gui.canvas import load_digits
 from gui.latent_panel import LatentPanel
 from gui.latent_state import TRAINING_KEY
@@ -54,9 +57,9 @@ def weights(tmp_path_factory):
     save_checkpoint(folder / "dcgan.safetensors", registry.create("dcgan", (784,), latent=12, channels=8))
     # not latent models, or not this latent size
     save_checkpoint(folder / "nade.safetensors", registry.create("nade", (784,), hidden=4))
-    tensors, _ = engine.checkpoint_payload(registry.create("vae", (784,), latent=3, hidden=16, layers=1))
-    _, meta = engine.checkpoint_payload(registry.create("vae", (784,), latent=2, hidden=16, layers=1))
-    engine.write_checkpoint(folder / "vae-wrong-latent.safetensors", tensors, meta)
+    tensors, _ = checkpoint_payload(registry.create("vae", (784,), latent=3, hidden=16, layers=1))
+    _, meta = checkpoint_payload(registry.create("vae", (784,), latent=2, hidden=16, layers=1))
+    write_checkpoint(folder / "vae-wrong-latent.safetensors", tensors, meta)
     return folder
 
 
@@ -399,12 +402,12 @@ def test_the_training_tabs_model_is_followed_live(qtbot, aloop, weights):
     model = registry.create("vae", (784,), latent=2, hidden=16, layers=1)
     step = [10]
 
-    def copy(m):
-        clone = registry.create(m.info.key, m.data_shape, **m.hparams)
-        clone.load_state_dict(m.state_dict())
-        return clone.eval()
+    def copy(m):  # a future of a copy, as MainWindow.copy_model gives (here: made at once)
+        done = Future()
+        done.set_result(clone_model(m))
+        return done
 
-    p = LatentPanel(weights_dir=weights, training_model=lambda: (model, None, step[0]), snapshot=copy,
+    p = LatentPanel(weights_dir=weights, training_model=lambda: (model, None, step[0]), copy_model=copy,
                     digits_loader=load_digits)
     qtbot.addWidget(p)
     p.show()

@@ -14,8 +14,10 @@ import torch
 
 from core import cli
 from core import data as datasets
-from core import engine, registry
-from core.engine import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from core import registry
+from core.evaluation import evaluate
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.training import TrainConfig, Trainer
 
 
 def _all_binary(d: int) -> torch.Tensor:
@@ -127,7 +129,7 @@ def test_training_teaches_every_member_its_own_likelihood(tmp_path):
     assert (after > before + 20).all(), (before, after)
     path = save_checkpoint(tmp_path / "mix.safetensors", mix)
     loaded, meta = load_checkpoint(path, family="made-mixture")
-    assert meta["hparams"]["members"] == 2
+    assert meta.hparams["members"] == 2
     torch.testing.assert_close(loaded.log_prob(x), mix.log_prob(x))
 
 
@@ -168,11 +170,11 @@ def test_mixture_command_assembles_scores_and_records(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["seeds"] == [2, 3]  # sorted by seed: member k has seed 2 + k
     mix, meta = load_checkpoint(out, family="made-mixture")
-    assert meta["hparams"]["members"] == 2 and meta["hparams"]["seed"] == 2
+    assert meta.hparams["members"] == 2 and meta.hparams["seed"] == 2
     ds = datasets.load("bars")
     # scored as stored (float16 weights), and the record says what was scored
-    got = engine.evaluate(mix, ds.valid)["nll_nats"]
-    assert got == pytest.approx(meta["valid"]["nll_nats"], rel=1e-5)
+    got = evaluate(mix, ds.valid).nats
+    assert got == pytest.approx(meta.valid.nats, rel=1e-5)
     members = [load_checkpoint(p)[0] for p in (b, a)]
     x = torch.from_numpy(ds.valid[:50]).float()
     lps = torch.stack([m.log_prob(x) for m in members])
@@ -180,10 +182,10 @@ def test_mixture_command_assembles_scores_and_records(tmp_path, capsys):
     from safetensors import safe_open
     with safe_open(str(out), "pt") as f:
         assert f.get_tensor("members.0.out.weight").dtype == torch.float16
-    training = meta["training"]
+    training = meta.training
     assert training["command"].startswith("python main.py mixture ")
     assert [m["training"]["command"].startswith("python main.py train made") for m in training["members"]] == [True] * 2
-    assert len(meta["valid_nll_percentiles"]) == 101
+    assert len(meta.raw["valid_nll_percentiles"]) == 101
 
 
 def test_mixture_command_refuses_members_that_do_not_fit(tmp_path, capsys):
@@ -201,7 +203,7 @@ def test_mixture_command_refuses_members_that_do_not_fit(tmp_path, capsys):
     assert cli.main(["mixture", mirrored, a, "--data", "bars", "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["seeds"] == [0, 1]
     mix, meta = load_checkpoint(out)
-    assert meta["hparams"]["mirror"] == 1 and mix.members[1].hparams["mirror"] and not mix.members[0].hparams["mirror"]
+    assert meta.hparams["mirror"] == 1 and mix.members[1].hparams["mirror"] and not mix.members[0].hparams["mirror"]
     out.unlink()
     for members, needle in [((a, wide), "hidden"), ((a, gap), "consecutive"), ((a, agnostic), "one-mask"),
                             ((a, mirrored, late), "highest seeds"),

@@ -1,6 +1,7 @@
 """Labelled MNIST digits: IDX parsing (good, corrupt, truncated), binarization and split, loading
 from a folder, and the checked download from a loopback HTTP server (nothing here touches the
-network; the real files come from the shared folder, when it is there)."""
+network). The download tests serve the small stand-in of ``tests/mnist_fixture.py``; the tests
+of the real files (from ``../shared/data/mnist``, when it is there) check the pinned digests."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from core.data.download import Cancelled, file_digest
 from core.protocol import DataKind
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-needs_shared = pytest.mark.skipif(not (SHARED / md.IMAGES_FILE).is_file(), reason=f"{SHARED} is not available")
+needs_shared = pytest.mark.skipif(not (SHARED / md.IMAGES_FILE).is_file(),
+                                  reason=f"its point is the real MNIST files: {SHARED} is not available")
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -159,6 +161,8 @@ def test_registered_as_a_labelled_data_set():
 
 @needs_shared
 def test_the_real_files():
+    for name, md5 in md.MNIST_DIGITS_MD5.items():
+        assert file_digest(SHARED / name, "md5") == md5, f"the pinned MD5 of {name}"
     ds = datasets.load("mnist_digits", path=SHARED)
     assert ds.train.shape == (9000, 784) and ds.valid.shape == (1000, 784)
     assert set(np.unique(ds.train)) == {0, 1} and 0.1 < ds.train.mean() < 0.16
@@ -213,20 +217,21 @@ def _debris(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.part")) if folder.exists() else []
 
 
-@needs_shared
-def test_download_check_and_cache(mirror, monkeypatch):
+def test_download_check_and_cache(mirror, mnist_fixture, monkeypatch):
     root, requests, cache = mirror
+    mnist_fixture.pin(monkeypatch)
     for name in md.MNIST_DIGITS_MD5:
-        shutil.copyfile(SHARED / name, root / "mnist" / name)
+        shutil.copyfile(mnist_fixture.digits_dir / name, root / "mnist" / name)
     progress = []
     ds = datasets.load("mnist_digits", progress=lambda d, t: progress.append((d, t)))
-    assert ds.train.shape == (9000, 784) and ds.valid_labels.shape == (1000,)
+    n_valid = mnist_fixture.n_digits_valid
+    assert ds.train.shape == (len(mnist_fixture.digit_labels) - n_valid, 784) and ds.valid_labels.shape == (n_valid,)
     assert sorted(requests) == sorted(f"/mnist/{n}" for n in md.MNIST_DIGITS_MD5)
     for name, want in md.MNIST_DIGITS_MD5.items():
         assert file_digest(cache / name, "md5") == want
     assert progress and _debris(cache) == []
     # the same as from the folder itself
-    direct = datasets.load("mnist_digits", path=SHARED)
+    direct = datasets.load("mnist_digits", path=mnist_fixture.digits_dir)
     assert np.array_equal(direct.train, ds.train) and np.array_equal(direct.valid_labels, ds.valid_labels)
 
     def no_network(*a, **kw):
@@ -237,17 +242,17 @@ def test_download_check_and_cache(mirror, monkeypatch):
     assert np.array_equal(again.valid, ds.valid)
 
 
-@needs_shared
-def test_damaged_cache_is_fetched_again_and_public_mirror_is_the_fallback(mirror, monkeypatch):
+def test_damaged_cache_is_fetched_again_and_public_mirror_is_the_fallback(mirror, mnist_fixture, monkeypatch):
     root, requests, cache = mirror
+    mnist_fixture.pin(monkeypatch)
     monkeypatch.delenv("GMS_DATA_MIRROR")
     for name in md.MNIST_DIGITS_MD5:
-        shutil.copyfile(SHARED / name, root / "public" / name)
+        shutil.copyfile(mnist_fixture.digits_dir / name, root / "public" / name)
     cache.mkdir(parents=True)
-    shutil.copyfile(SHARED / md.LABELS_FILE, cache / md.LABELS_FILE)  # good: kept
+    shutil.copyfile(mnist_fixture.digits_dir / md.LABELS_FILE, cache / md.LABELS_FILE)  # good: kept
     (cache / md.IMAGES_FILE).write_bytes(b"half a download")  # damaged: fetched again
     ds = datasets.load("mnist_digits")
-    assert ds.train.shape == (9000, 784)
+    assert len(ds.train) + len(ds.valid) == len(mnist_fixture.digit_labels)
     assert requests == [f"/public/{md.IMAGES_FILE}"]
     assert file_digest(cache / md.IMAGES_FILE, "md5") == md.MNIST_DIGITS_MD5[md.IMAGES_FILE]
 

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from core import engine, registry
+from core import registry
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.evaluation import evaluate
+from core.training import TrainConfig, Trainer
 from core.data import Dataset
 from core.models.pixelcnn import MaskedConv2d
 from core.protocol import DataKind
@@ -109,20 +112,20 @@ def test_training_lowers_heldout_nll():
     data = data.astype(np.uint8)
     ds = Dataset("protos", DataKind.BINARY_IMAGE, data[:500], data[500:], image_shape=(6, 6))
     m = registry.create("pixelcnn", ds.shape, ds.kind, channels=8, blocks=1, lr=1e-2, batch_size=50)
-    before = engine.evaluate(m, ds.valid)["nll_nats"]
-    trainer = engine.Trainer(m, ds, engine.TrainConfig(max_steps=60, eval_every=0, visuals_every_s=None))
+    before = evaluate(m, ds.valid).nats
+    trainer = Trainer(m, ds, TrainConfig(max_steps=60, eval_every=0, visuals_every_s=None))
     for _ in trainer.run():
         pass
-    after = engine.evaluate(m, ds.valid)["nll_nats"]
+    after = evaluate(m, ds.valid).nats
     assert after < before - 5
     assert math.isfinite(after)
 
 
 def test_checkpoint_round_trip(tmp_path):
     m = _model((5, 5))
-    path = engine.save_checkpoint(tmp_path / "p.safetensors", m)
-    m2, meta = engine.load_checkpoint(path, family="pixelcnn")
+    path = save_checkpoint(tmp_path / "p.safetensors", m)
+    m2, meta = load_checkpoint(path, family="pixelcnn")
     x = torch.bernoulli(torch.full((4, 5, 5), 0.5))
     torch.testing.assert_close(m2.log_prob(x), m.log_prob(x))
-    with pytest.raises(engine.CheckpointError, match="not 'nade'"):
-        engine.load_checkpoint(path, family="nade")
+    with pytest.raises(CheckpointError, match="not 'nade'"):
+        load_checkpoint(path, family="nade")

@@ -208,7 +208,7 @@ def test_base_class_methods_raise_not_implemented():
 
     m = Bare((2,), INFO.defaults())
     assert Bare.capabilities() == set()
-    assert m.visuals(4) == {}
+    assert not m.visuals(4) and m.visuals(4).as_dict() == {}
     for call in (lambda: m.log_prob(torch.zeros(1, 2)), lambda: m.sample(1),
                  lambda: m.encode(torch.zeros(1, 2)), lambda: m.decode(torch.zeros(1, 2)),
                  lambda: m.complete(torch.zeros(1, 2), torch.zeros(1, 2))):

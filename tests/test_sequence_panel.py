@@ -12,7 +12,9 @@ import torch
 from PySide6.QtCore import Qt
 
 from core import registry
-from core.engine import Frame, Snapshot, save_checkpoint
+from core.checkpoint import save_checkpoint
+from core.control import Frame
+from core.training import Snapshot, Visuals
 from core.protocol import DataKind
 
 T = 32
@@ -89,7 +91,7 @@ def test_stop_freezes_the_animation(qtbot, panel):
     assert not panel.running and panel.sample_btn.isEnabled()
     t, length = panel.current_step, curve_len(panel)
     assert t < T - 1 and "Stopped" in panel.status.text()
-    qtbot.wait(200)
+    qtbot.wait(200)  # about time itself: nothing more is drawn in the next 200 ms (3 steps' time)
     assert panel.current_step == t and curve_len(panel) == length
 
 
@@ -99,7 +101,7 @@ def test_speed_limits_the_pace(qtbot, panel):
     panel.speed.setValue(4)  # 8 steps/s
     t0 = time.perf_counter()
     panel.sample()
-    qtbot.wait(400)
+    qtbot.wait(400)  # about time itself: the steps drawn in 400 ms at 8 steps/s
     elapsed = time.perf_counter() - t0
     assert 1 <= panel.drawn <= 8 * elapsed + 2
     panel.speed.setValue(11)  # full speed
@@ -145,7 +147,7 @@ def test_training_view_draws_sequence_samples_as_curves(qtbot):
     view.show()
     samples = real_sequences(12)
     snap = Snapshot(step=5, total_steps=10, epoch=0.5, loss=1.0, event="step")  # no image shape, no bounds
-    view.push(Frame(snap, np.zeros((0, 2)), {"samples": samples}, 1))
+    view.push(Frame(snap, np.zeros((0, 2)), Visuals(samples=samples), 1))
     qtbot.waitUntil(lambda: view.curves_widget.isVisible(), timeout=2000)
     x, y = view.curves_item.getData()
     assert len(x) == CURVES * (T + 1)  # each curve and a NaN break
@@ -153,7 +155,7 @@ def test_training_view_draws_sequence_samples_as_curves(qtbot):
     assert not view.samples_widget.isVisible()
     # image samples afterwards take the view back
     snap = Snapshot(step=6, total_steps=10, epoch=0.6, loss=1.0, event="step", image_shape=(2, 2))
-    view.push(Frame(snap, np.zeros((0, 2)), {"samples": np.zeros((4, 4), np.float32)}, 1))
+    view.push(Frame(snap, np.zeros((0, 2)), Visuals(samples=np.zeros((4, 4), np.float32)), 1))
     qtbot.waitUntil(lambda: view.samples_widget.isVisible(), timeout=2000)
     assert not view.curves_widget.isVisible()
 

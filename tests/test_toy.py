@@ -337,13 +337,25 @@ def test_load_toy_sets(name):
     assert "true_entropy" not in meta  # computed on demand only
 
 
+def test_true_entropy_is_cached_on_the_data_set_safely_across_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    ds = datasets.load("moons", n=50)
+    assert ds.known_true_entropy() == (False, None)
+    with ThreadPoolExecutor(4) as pool:
+        values = list(pool.map(lambda _: datasets.dataset_true_entropy(ds, n_mc=5_000), range(8)))
+    assert len(set(values)) == 1 and ds.known_true_entropy() == (True, values[0])
+    assert "true_entropy" not in ds.meta
+
+
 def test_load_defaults_noise_and_entropy():
     ds = datasets.load("8gaussians")
     assert len(ds.train) == toy.TOY_SETS["8gaussians"].default_n and len(ds.valid) == len(ds.train) // 4
     centres, std = ds.meta["modes"]
     assert np.allclose(centres, toy.modes("8gaussians")[0]) and std == pytest.approx(0.5 / 1.414)
     assert datasets.dataset_true_entropy(ds) == pytest.approx(2.837, abs=0.01)
-    assert ds.meta["true_entropy"] == datasets.dataset_true_entropy(ds)
+    assert ds.known_true_entropy() == (True, datasets.dataset_true_entropy(ds))
+    assert "true_entropy" not in ds.meta  # cached on the data set, not in its meta
     noisy = datasets.load("8gaussians", n=100, noise=1.0)
     assert noisy.meta["noise"] == 1.0 and noisy.meta["modes"][1] == pytest.approx(1 / 1.414)
     assert datasets.dataset_true_entropy(datasets.load("2spirals", n=10)) is None

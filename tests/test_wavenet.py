@@ -14,7 +14,8 @@ import torch
 from core import data as datasets
 from core import registry
 from core.data import DataError
-from core.engine import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.training import TrainConfig, Trainer
 from core.models.wavenet import _Sampler, bin_edges
 from core.protocol import DataKind
 
@@ -263,7 +264,7 @@ def test_training_lowers_the_held_out_nll():
     cfg = TrainConfig(max_steps=30, eval_every=10, eval_size=64, visuals_every_s=None, device="cpu")
     snaps = list(Trainer(model, ds, cfg).run())
     assert snaps[-1].event == "finished", snaps[-1].message
-    nll = [s.metrics["valid_nll"] for s in snaps if s.event in ("eval", "finished")]
+    nll = [s.nll.nats for s in snaps if s.event in ("eval", "finished")]
     assert len(nll) == 3 and all(math.isfinite(v) for v in nll)
     uniform = 128 * math.log(2)  # the NLL of the uniform density on [-1, 1]^128
     assert nll[-1] < nll[0] and nll[-1] < uniform - 50, nll
@@ -272,7 +273,7 @@ def test_training_lowers_the_held_out_nll():
 def test_visuals_are_a_few_curves():
     model = _random_wavenet(10, 4, seed=2)
     vis = model.visuals(64, generator=torch.Generator().manual_seed(0))
-    assert vis["samples"].shape == (16, 10) and vis["samples"].dtype == np.float32
+    assert vis.samples.shape == (16, 10) and vis.samples.dtype == np.float32
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -282,7 +283,7 @@ def test_checkpoint_round_trip(tmp_path):
     x = _random_sequences(model, 4, seed=6)
     with torch.no_grad():
         torch.testing.assert_close(loaded.log_prob(x), model.log_prob(x))
-    assert meta["hparams"]["mu_law"] is True and torch.equal(loaded.edges, model.edges)
+    assert meta.hparams["mu_law"] is True and torch.equal(loaded.edges, model.edges)
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     assert torch.equal(loaded.sample(3, generator=g1), model.sample(3, generator=g2))
 

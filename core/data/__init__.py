@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +40,20 @@ class Dataset:
     #: class labels (int64, one per example) of labelled sets, for class-conditional models
     train_labels: np.ndarray | None = None
     valid_labels: np.ndarray | None = None
+    #: values derived on first use, from any thread (the playground computes the true entropy
+    #: in an executor): kept here, under ``_lock``, never written into ``meta``
+    _true_entropy: tuple[float | None] | None = field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.train.shape[1:])
+
+    def known_true_entropy(self) -> tuple[bool, float | None]:
+        """``(computed, value)``: whether :func:`dataset_true_entropy` has run, and its result."""
+        with self._lock:
+            cached = self._true_entropy
+        return (False, None) if cached is None else (True, cached[0])
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,11 @@ class DatasetInfo:
 # --------------------------------------------------------------------------------------------
 # binarized MNIST
 # --------------------------------------------------------------------------------------------
+
+# The pinned digests below (and ``MNIST_DIGITS_MD5`` in mnist_digits.py) are read at each call,
+# never bound at import: the only override is the tests' (tests/mnist_fixture.py), which patches
+# them with monkeypatch for one test to serve a small stand-in from a loopback mirror. Nothing a
+# user can set (argument, environment variable, setting) changes them.
 
 #: SHA-256 of the C-contiguous uint8 arrays (not of a container file), so that the original
 #: ``.amat`` text files and an ``.npz`` mirror are checked the same way.
@@ -290,12 +306,17 @@ def _load_toy(name: str, n: int | None, seed: int, noise: float | None, text: st
 
 def dataset_true_entropy(ds: Dataset, n_mc: int = 200_000) -> float | None:
     """The true entropy (nats) of a toy data set's distribution, the best held-out NLL a model
-    can reach; None when unknown. Computed on first use (Monte Carlo, cached) and stored in
-    ``ds.meta["true_entropy"]``."""
-    if "true_entropy" not in ds.meta:
-        known = ds.meta.get("source") == "toy" and ds.name in TOY_SETS
-        ds.meta["true_entropy"] = toy.true_entropy(ds.name, ds.meta.get("noise"), n_mc=n_mc) if known else None
-    return ds.meta["true_entropy"]
+    can reach; None when unknown. Computed on first use (Monte Carlo, from any thread, outside
+    the lock) and cached on the data set (see :meth:`Dataset.known_true_entropy`)."""
+    computed, value = ds.known_true_entropy()
+    if computed:
+        return value
+    known = ds.meta.get("source") == "toy" and ds.name in TOY_SETS
+    value = toy.true_entropy(ds.name, ds.meta.get("noise"), n_mc=n_mc) if known else None
+    with ds._lock:
+        if ds._true_entropy is None:  # the first to finish wins: every caller returns one value
+            ds._true_entropy = (value,)
+        return ds._true_entropy[0]
 
 
 def load(name: str, path: str | os.PathLike | None = None, *, n: int | None = None, seed: int = 0,

@@ -33,7 +33,8 @@ from core.data.download import Cancelled, DownloadError, Progress, download, fil
 from core.data.errors import DataError
 from core.protocol import DataKind
 
-#: file -> MD5 of the gzip file as published
+#: file -> MD5 of the gzip file as published (read at each call: see core/data/__init__.py on the
+#: tests' override)
 MNIST_DIGITS_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.models.nade import _CHUNK_FLOATS, NADE
-from core.protocol import CompletionStep, DataKind, HParam, Likelihood, ModelInfo
+from core.protocol import CompletionStep, DataKind, HParam, Likelihood, ModelInfo, Visuals
 from core.registry import register
 
 
@@ -152,7 +152,7 @@ class ConditionalNADE(NADE):
     # -- sampling and completion -----------------------------------------------------------------
     def _walk(self, x, known, n, generator, labels) -> Iterator[CompletionStep]:
         """The completion loop: yields a step per pixel drawn, returns the (M, D) result."""
-        rows = 1 if tuple(x.shape) == self.data_shape else len(x)
+        rows = 1 if tuple(x.shape) in (self.data_shape, (self.dim,)) else len(x)
         x, known = self.completion_inputs(x, known, n)  # (M, D), unknown pixels zeroed
         if labels is None:
             y = self._random_labels(len(x), generator)
@@ -223,5 +223,5 @@ class ConditionalNADE(NADE):
         self.eval()
         labels = self.visual_labels(n) if labels is None else self.check_labels(labels, n)
         s = self.sample(n, generator=generator, labels=labels)
-        return {"samples": np.ascontiguousarray(s.cpu().numpy(), dtype=np.float32),
-                "sample_labels": np.ascontiguousarray(labels.cpu().numpy(), dtype=np.int64)}
+        return Visuals(samples=np.ascontiguousarray(s.cpu().numpy(), dtype=np.float32),
+                       sample_labels=np.ascontiguousarray(labels.cpu().numpy(), dtype=np.int64))

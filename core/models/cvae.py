@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.models.vae import LATENT_HPARAMS, VAE
-from core.protocol import DataKind, HParam, Likelihood, ModelInfo
+from core.protocol import DataKind, HParam, Likelihood, ModelInfo, Visuals
 from core.registry import register
 
 
@@ -112,6 +112,16 @@ class ConditionalVAE(VAE):
     def loss(self, batch: torch.Tensor, labels: Any = None) -> torch.Tensor:
         labels = getattr(self, "_step_labels", None) if labels is None else labels
         return super().loss(batch, labels=labels)
+
+    @torch.no_grad()
+    def visuals(self, n=64, generator=None, bounds=None, res=96, labels=None) -> Visuals:
+        """Samples of the digits ``labels`` (default 0, 1, ..., 9, 0, ...) with those labels, so
+        that the views lay them out a digit a column."""
+        self.eval()
+        labels = torch.arange(n) % self.classes if labels is None else self.check_labels(labels, n)
+        s = self.sample(n, generator=generator, labels=labels)
+        return Visuals(samples=np.ascontiguousarray(s.cpu().numpy(), dtype=np.float32),
+                       sample_labels=np.ascontiguousarray(labels.cpu().numpy(), dtype=np.int64))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Any = None) -> torch.Tensor:

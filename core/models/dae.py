@@ -164,5 +164,5 @@ class DAE(GenerativeModel):
     def visuals(self, n=64, generator=None, bounds=None, res=96):
         out = super().visuals(n, generator, bounds, res)
         path = self.chain(1, max(int(self.hparams["burn_in"]), 50), generator, keep_path=True)[:, 0, :]
-        out["chain"] = np.ascontiguousarray(path.cpu().numpy(), dtype=np.float32)
+        out.chain = np.ascontiguousarray(path.cpu().numpy(), dtype=np.float32)
         return out

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, Visuals
 from core.registry import register
 
 #: images in the fixed noise batch that the views show
@@ -222,4 +222,5 @@ class DCGAN(GenerativeModel):
         if labels is None and self.classes:
             labels = torch.arange(len(z)) % self.classes
         out = self.decode(z, labels)
-        return {"samples": np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)}
+        return Visuals(samples=np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32),
+                       sample_labels=None if labels is None else np.asarray(torch.as_tensor(labels).cpu(), np.int64))

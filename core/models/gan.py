@@ -225,5 +225,5 @@ class GAN(GenerativeModel):
         if bounds is not None:
             pts = torch.from_numpy(grid_points(bounds, res)).to(self.device)
             d = torch.cat([self.discriminator_prob(pts[i:i + 16384]) for i in range(0, len(pts), 16384)])
-            out["disc"] = np.ascontiguousarray(d.reshape(res, res).cpu().numpy(), dtype=np.float32)
+            out.disc = np.ascontiguousarray(d.reshape(res, res).cpu().numpy(), dtype=np.float32)
         return out

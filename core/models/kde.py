@@ -441,7 +441,7 @@ def _fft_grid(points: torch.Tensor, h: torch.Tensor, kernel: str,
 # --------------------------------------------------------------------------------------------
 
 
-def _subsample(x: torch.Tensor, max_points: int, seed: int = 0) -> torch.Tensor:
+def subsample(x: torch.Tensor, max_points: int, seed: int = 0) -> torch.Tensor:
     if len(x) <= max_points:
         return x
     g = torch.Generator().manual_seed(seed)
@@ -500,7 +500,7 @@ class KDE(FittedModel):
         return self.hparams.get("kernel", "gaussian")
 
     def fit(self, x):
-        pts = _subsample(x, int(self.hparams["max_points"]))
+        pts = subsample(x, int(self.hparams["max_points"]))
         rule = self.hparams["bandwidth_rule"]
         if rule != "manual":
             spread_or_fail(pts, self.info.name)
@@ -598,7 +598,7 @@ class AdaptiveKDE(FittedModel):
         self.register_buffer("bandwidth", torch.ones(self.dim))
 
     def fit(self, x):
-        pts = _subsample(x, int(self.hparams["max_points"]))
+        pts = subsample(x, int(self.hparams["max_points"]))
         k = int(self.hparams["k"])
         if k >= len(pts):
             raise ValueError(f"{self.info.name}: k = {k} needs more than k training points, got {len(pts)}; "

@@ -29,7 +29,7 @@ import torch
 
 from core.models.histogram import (FIT_HPARAMS, FLOOR_WEIGHT, FittedModel, cell_average_grid,
                                    diag_gauss_log_prob, floor_params, floor_samples, spread_or_fail, with_floor)
-from core.models.kde import _subsample, knn_distances
+from core.models.kde import knn_distances, subsample
 from core.protocol import DataKind, HParam, Likelihood, ModelInfo, cell_area, grid_points
 from core.registry import register
 
@@ -110,7 +110,7 @@ class KNNDensity(FittedModel):
         return math.log(k / (n * _UNIT_BALL[d])) - d * torch.log(r)
 
     def fit(self, x):
-        pts = _subsample(x, int(self.hparams["max_points"]))
+        pts = subsample(x, int(self.hparams["max_points"]))
         k = int(self.hparams["k"])
         if k > len(pts):
             raise ValueError(f"{self.info.name}: k = {k} is larger than the number of training points "

@@ -210,5 +210,5 @@ class NeuralCDF(GenerativeModel):
         out = super().visuals(n, generator, bounds, res)
         if bounds is not None:
             pts = torch.from_numpy(grid_points(bounds, res))
-            out["cdf"] = np.ascontiguousarray(self.cdf(pts).cpu().numpy(), dtype=np.float32)
+            out.cdf = np.ascontiguousarray(self.cdf(pts).cpu().numpy(), dtype=np.float32)
         return out

@@ -121,7 +121,7 @@ class CouplingFlow(GenerativeModel):
         into data space, shape (22, 50, 2), to show how the flow bends space."""
         out = super().visuals(n, generator, bounds, res)
         if self.dim == 2:
-            out["warp"] = warp_lines(self.inverse_flow, device=self.device)
+            out.warp = warp_lines(self.inverse_flow, device=self.device)
         return out
 
 
