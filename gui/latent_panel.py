@@ -415,13 +415,13 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         e = self.entry
         text = f"{MAP_N} × {MAP_N} decoded in {self.map_ms:.1f} ms"
         if self.map.codes is not None:
-            coloured = "coloured by digit" if self._labels is not None else \
-                "one colour: the shipped validation digits carry no labels"
+            coloured = "coloured by the digit the classifier reads" if self._labels is not None else \
+                "one colour: the validation digits carry no labels"
             text += f"; {len(self.map.codes)} validation digits encoded ({coloured})"
         elif e is not None and not e.has_encoder:
             text += f"; {e.name} has no encoder: no digits on the map"
         elif e is not None and e.conditional:
-            text += "; a conditional encoder needs each digit's label, and the shipped digits carry none"
+            text += "; a conditional encoder needs each digit's label, and these digits carry none"
         return text
 
     @Slot()

@@ -20,7 +20,7 @@ from core import latent, registry
 from core.training import clone_model
 from core.checkpoint import checkpoint_payload, save_checkpoint, write_checkpoint
 from gui.canvas import load_digits
-from gui.latent_panel import LatentPanel
+from gui.latent_panel import DIGITS_FILE, LatentPanel
 from gui.latent_state import TRAINING_KEY
 
 
@@ -215,7 +215,11 @@ def test_map_mosaic_and_the_validation_digits_scatter(qtbot, panel):
     assert len(xs) == 500
     expect = e.model.encode(torch.from_numpy(load_digits().astype(np.float32))).numpy()
     np.testing.assert_allclose(xs, expect[:, 0], rtol=1e-5, atol=1e-5)
-    assert "one colour" in panel.map.caption.text() and "decoded in" in panel.map.caption.text()
+    # the shipped digits carry the classifier's reading of each: one colour per digit
+    assert "coloured by the digit" in panel.map.caption.text() and "decoded in" in panel.map.caption.text()
+    labels = np.load(DIGITS_FILE)["labels"]
+    brushes = panel.map.scatter.data["brush"]
+    assert len({b.color().name() for b in brushes}) == len(set(labels.tolist())) == 10
     assert panel.map_ms is not None
 
 
@@ -388,7 +392,8 @@ def test_the_conditional_vae_keeps_z_when_the_digit_changes(qtbot, panel):
     qtbot.waitUntil(lambda: np.allclose(panel.digit_row.images[3], latent.decode(e.model, z, 3)[0], atol=1e-6),
                     timeout=5000)
     wait_map(qtbot, panel)
-    assert "carry none" in panel.map.caption.text()  # no labels: no scatter for a conditional encoder
+    # a conditional encoder reads each digit's label: the shipped digits carry them
+    assert "500 validation digits encoded" in panel.map.caption.text()
 
 
 def test_an_unconditional_model_has_no_digit_to_choose(qtbot, panel):
