@@ -74,6 +74,10 @@ class TrainingView(QWidget):
         self.loss_curve = self.plot.plot(name="training loss", pen=pg.mkPen("#4c9be8", width=1),
                                          skipFiniteCheck=True)
         self.valid_curve = self.plot.plot(name="held-out NLL", pen=pg.mkPen("#f28e2b", width=2))
+        # a GAN's two losses (its "loss" is their sum), added to the legend when a GAN trains
+        self.gan_curves = {key: pg.PlotDataItem(pen=pg.mkPen(colour, width=1), skipFiniteCheck=True)
+                           for key, colour in (("d_loss", "#e15759"), ("g_loss", "#59a14f"))}
+        self.gan_names = {"d_loss": "discriminator loss", "g_loss": "generator loss"}
         # ranges are set by hand, with slack, so the axes (whose tick layout is the costliest
         # part of a repaint) change a few times per run instead of at every frame
         self.plot.disableAutoRange()
@@ -111,6 +115,7 @@ class TrainingView(QWidget):
 
         self.loss = _Series()
         self.valid = _Series()
+        self.gan = {key: _Series() for key in self.gan_curves}
         self.image: np.ndarray | None = None
         self.repaints = 0
         self._dirty_curves = self._dirty_image = False
@@ -122,6 +127,10 @@ class TrainingView(QWidget):
     def reset(self) -> None:
         self.loss.clear()
         self.valid.clear()
+        for key, series in self.gan.items():
+            series.clear()
+            if self.gan_curves[key].scene() is not None:
+                self.plot.removeItem(self.gan_curves[key])
         self._xr = self._yr = None
         self._dirty_curves = True
 
@@ -132,6 +141,9 @@ class TrainingView(QWidget):
         y = self.loss.y[-min(self.loss.n, 5000):]
         if self.valid.n:
             y = np.concatenate([y, self.valid.y])
+        for series in self.gan.values():
+            if series.n:
+                y = np.concatenate([y, series.y[-min(series.n, 5000):]])
         lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
         span = max(hi - lo, 1e-6)
         if self._xr is None or x1 > self._xr[1]:
@@ -149,6 +161,7 @@ class TrainingView(QWidget):
         s = frame.snapshot
         if s.event in EVALUATED and s.nll is not None and (self.valid.n == 0 or self.valid.x[-1] != s.step):
             self.valid.extend(np.array([[s.step, s.nll.nats]]))
+        self._push_gan_losses(s)
         self._dirty_curves = True
         samples = frame.arrays.samples
         if samples is not None and s.image_shape is not None:
@@ -159,6 +172,16 @@ class TrainingView(QWidget):
             self._dirty_image = True
         elif samples is not None and s.bounds is None and samples.ndim == 2:
             self.show_curves(samples, f"{min(len(samples), CURVES)} of {len(samples)} samples at step {s.step}")
+
+    def _push_gan_losses(self, s) -> None:
+        """A GAN's discriminator and generator losses at this frame's step (one point a frame)."""
+        for key, series in self.gan.items():
+            value = s.metrics.get(key)
+            if value is None or not np.isfinite(value) or (series.n and series.x[-1] == s.step):
+                continue
+            if series.n == 0 and self.gan_curves[key].scene() is None:
+                self.plot.addItem(self.gan_curves[key], name=self.gan_names[key])
+            series.extend(np.array([[s.step, value]]))
 
     def show_samples(self, samples: np.ndarray, image_shape: tuple[int, int], caption: str,
                      labels: np.ndarray | None = None) -> None:
@@ -184,6 +207,9 @@ class TrainingView(QWidget):
         if self._dirty_curves:
             self.loss_curve.setData(self.loss.x, self.loss.y)
             self.valid_curve.setData(self.valid.x, self.valid.y)
+            for key, series in self.gan.items():
+                if series.n:
+                    self.gan_curves[key].setData(series.x, series.y)
             self._fit_ranges()
             self._dirty_curves = False
             self.repaints += 1
