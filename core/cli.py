@@ -310,13 +310,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
         x = datasets.check_binary_images(x, str(args.data), dim=model.dim)
     elif x.dtype.kind == "f" and not np.isfinite(x).all():
         raise CliError(f"{args.data} contains NaN or infinite values")
+    bound = _set_importance_samples(model, args.k)
     result = evaluate(model, x, batch_size=args.batch_size, labels=labels).record()
     result.update({"checkpoint": str(args.checkpoint), "data": str(args.data), "key": key,
-                   "trained_steps": meta.step})
+                   "trained_steps": meta.step, **bound})
     for w in meta.warnings:
         sys.stderr.write(f"warning: {w}\n")
     print(json.dumps(result))
     return 0
+
+
+def _set_importance_samples(model, k: int | None) -> dict:
+    """A latent-variable model's bound is the IWAE bound with ``k`` importance samples (default:
+    its own ``eval_k``); what the output says of it."""
+    if "eval_k" not in model.hparams:
+        if k is not None:
+            raise CliError(f"--k sets the importance samples of a latent-variable model's bound; "
+                           f"{model.info.name}'s likelihood is {model.info.likelihood.value}")
+        return {}
+    if k is not None:
+        if k < 1:
+            raise CliError(f"--k must be at least 1, got {k}")
+        model.hparams["eval_k"] = int(k)
+    k = int(model.hparams["eval_k"])
+    return {"bound": f"IWAE bound with k={k} importance samples (a lower bound on log p(x))", "k": k}
 
 
 def _other_key(path: str, labels_key: str) -> str | None:
@@ -383,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels-key", default="labels",
                    help="class-conditional models: the array of labels in the .npz (default: labels)")
     e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--k", type=int, help="latent-variable models: importance samples of the IWAE bound "
+                                        "(default: the model's eval_k)")
     e.add_argument("--device")
     m = sub.add_parser("mixture", help="assemble a MADE mixture from one-mask MADE checkpoints trained separately")
     m.add_argument("members", nargs="+", help="checkpoints of one-mask raster MADEs with consecutive mask seeds")

@@ -31,8 +31,11 @@ from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelIn
 from core.registry import register
 
 _LOG_2PI = math.log(2 * math.pi)
-#: importance samples evaluated at once per row in ``iwae_bound`` (bounds memory for k = 5000)
+#: importance samples evaluated at once per row in ``iwae_bound``, at most; and rows x samples at
+#: once, at most (the decoder's output for them is 4 * 784 bytes each: ~100 MB), so that k = 5000
+#: runs in bounded memory for any batch
 _K_CHUNK = 500
+_ROWS_X_SAMPLES = 1 << 15
 
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.ELU) -> nn.Sequential:
@@ -167,9 +170,10 @@ class VAE(GenerativeModel):
             raise ValueError(f"the number of importance samples must be at least 1, got {k}")
         x = self._flat(x)
         cond = self._cond(len(x), **cond)
+        chunk = max(1, min(_K_CHUNK, _ROWS_X_SAMPLES // max(1, len(x))))
         parts = []
-        for start in range(0, k, _K_CHUNK):
-            parts.append(torch.logsumexp(self.log_weights(x, min(_K_CHUNK, k - start), **cond), 0))
+        for start in range(0, k, chunk):
+            parts.append(torch.logsumexp(self.log_weights(x, min(chunk, k - start), **cond), 0))
         return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
 
     def _cond(self, n: int, **cond) -> dict:
