@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, last_completion
+from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
+                           batch_size_hparam, last_completion, lr_hparam)
 from core.registry import register
 
 Degrees = tuple[torch.Tensor, list[torch.Tensor]]  # (input ranks (D,), hidden degrees per layer)
@@ -73,8 +74,8 @@ class MADE(GenerativeModel):
                    help="L1 penalty per example on the direct connections (sparse, like FVSBN's `l1`)"),
             HParam("dropout", "float", 0.0, 0.0, 0.9,
                    help="dropout on the hidden units in training (a regulariser; none at evaluation)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
+            lr_hparam(),
+            batch_size_hparam(100),
         ),
     )
 
