@@ -213,58 +213,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_mixture(args: argparse.Namespace) -> int:
-    """Assemble a MADE mixture from one-mask, raster-order MADE checkpoints trained separately
-    (member k must have mask seed ``s + k``: the mixture rebuilds each member's masks from its
-    seed; mirrored members come last), score it on the validation split and write it, with the
-    members' records."""
+    """Assemble a MADE mixture from MADE checkpoints trained separately (what fits together is
+    the mixture's to say: ``MADEMixture.assemble``), score it on the validation split and write
+    it, with the members' records."""
     import torch
 
-    from core.models.made import MADEMixture
+    from core.models.made_mixture import MADEMixture
 
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     t0 = time.perf_counter()
     if Path(args.out).suffix != ".safetensors":
         raise CliError(f"--out: checkpoint files end in .safetensors, not {Path(args.out).suffix or '(nothing)'}")
-    loaded = []
-    for path in args.members:
-        model, meta = load_checkpoint(path, family="made")
-        hp = model.hparams
-        if int(hp["masks"]) != 1 or hp["order_agnostic"]:
-            raise CliError(f"{path}: a mixture member is a one-mask MADE in raster order "
-                           f"(this one has masks={hp['masks']}, order_agnostic={hp['order_agnostic']})")
-        loaded.append((path, model, meta))
-    loaded.sort(key=lambda m: int(m[1].hparams["seed"]))
-    first_path, first, _ = loaded[0]
-    shared = MADEMixture.member_hparams(first.hparams)
-    for path, model, _ in loaded[1:]:
-        if tuple(model.data_shape) != tuple(first.data_shape):
-            raise CliError(f"{path} is for data of shape {model.data_shape}, {first_path} for {first.data_shape}")
-        own = MADEMixture.member_hparams(model.hparams)
-        differ = sorted(k for k in shared if k not in ("seed", "lr", "batch_size") and own.get(k) != shared[k])
-        if differ:
-            raise CliError(f"{path} differs from {first_path} in {', '.join(differ)}: the members of a "
-                           f"mixture share every hyperparameter but the seed")
+    loaded = [(path, *load_checkpoint(path, family="made")) for path in args.members]
+    mix, order = MADEMixture.assemble([(path, model) for path, model, _ in loaded])
+    loaded = [loaded[i] for i in order]  # by seed, as in the mixture
     seeds = [int(m.hparams["seed"]) for _, m, _ in loaded]
-    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
-        raise CliError(f"the members' mask seeds must be consecutive (s, s+1, ...), got {seeds}: "
-                       f"train them with --hp seed=...")
-    mirrored = [bool(m.hparams.get("mirror")) for _, m, _ in loaded]
-    if mirrored != sorted(mirrored):
-        raise CliError(f"the mirrored members must have the highest seeds (the mixture mirrors its last ones); "
-                       f"by seed {seeds}, mirror is {mirrored}")
     ds = _load_data(args.data, args.data_path)
-    if tuple(ds.shape) != tuple(first.data_shape):
-        raise CliError(f"the members were trained on data of shape {first.data_shape}, --data has {ds.shape}")
-    mix = registry.create("made-mixture", first.data_shape, ds.kind, members=len(loaded), mirror=sum(mirrored),
-                          **shared)
-    with torch.no_grad():
-        for member, (_, model, _) in zip(mix.members, loaded):
-            member.load_state_dict(model.state_dict())
-            if args.half:  # what a float16 file holds, so the score is the stored weights'
-                for p in member.parameters():
-                    p.copy_(p.half().float())
-    mix.eval()
+    if tuple(ds.shape) != tuple(mix.data_shape):
+        raise CliError(f"the members were trained on data of shape {mix.data_shape}, --data has {ds.shape}")
+    if ds.kind not in mix.info.data_kinds:
+        raise CliError(f"{mix.info.name} does not accept {ds.kind.value} data")
+    if args.half:  # what a float16 file holds, so the score is the stored weights'
+        with torch.no_grad():
+            for w in mix.parameters():
+                w.copy_(w.half().float())
     result = {"family": "made-mixture", "checkpoint": str(args.out), "members": [str(p) for p, _, _ in loaded],
               "seeds": seeds, "valid": evaluate(mix, ds.valid),
               "member_valid": [meta.valid.nats if meta.valid else None for _, _, meta in loaded]}
