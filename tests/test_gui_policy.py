@@ -1,5 +1,6 @@
-"""The Training tab's schedule and early-stopping choices, offscreen: the schedule chosen there
-is the one the trainer uses, it is shown, and it is remembered."""
+"""The Training tab, offscreen: the schedule chosen there is the one the trainer uses, it is
+shown and remembered; training goes on with the same model unless a structural hyperparameter
+changed."""
 
 from __future__ import annotations
 
@@ -54,3 +55,24 @@ def test_a_cosine_schedule_chosen_in_the_training_tab_sets_the_trainers_rate(qtb
     again = MainWindow(settings=window.settings)
     qtbot.addWidget(again)
     assert again.panel.schedule_combo.currentData() == "cosine" and again.panel.warmup.value() == 5
+
+
+def test_training_goes_on_unless_a_structural_hyperparameter_changed(qtbot, window):
+    panel = window.panel
+    window.picker.select("fvsbn")
+    panel.data_combo.setCurrentIndex(panel.data_combo.findData("bars"))
+    panel.epochs.setValue(0.2)
+    _train(qtbot, window)
+    model, step = window.model, window.model_step
+    assert step > 0
+
+    panel.editors["batch_size"].setValue(32)  # how it trains, not what it is: the model trains on
+    panel.editors["lr"].setValue(0.002)
+    _train(qtbot, window)
+    assert window.model is model and window.session.runs[0].start == step and window.model_step > step
+    assert model.hparams["batch_size"] == 32 and model.hparams["lr"] == 0.002
+
+    panel.editors["weight_decay"].setValue(0.001)  # shapes the model: a new one, from step 0
+    _train(qtbot, window)
+    assert window.model is not model and window.session.runs[0].start == 0
+    assert window.model.hparams["weight_decay"] == 0.001
