@@ -27,7 +27,7 @@ import torch
 from bench.report import machine, write_section
 from core import data as datasets
 from core import registry
-from core.cli import _lr_at
+from core.policy import lr_at
 
 
 @torch.no_grad()
@@ -70,7 +70,7 @@ def main() -> None:
             if step >= total:
                 break
             batch = train[perm[i * args.batch_size:(i + 1) * args.batch_size]]
-            lr = _lr_at(step, total, args.lr, "cosine", 200)
+            lr = lr_at(step, total, args.lr, "cosine", 200)
             for m in models:
                 m.set_lr(lr)
                 m.train_step(batch)

@@ -20,8 +20,9 @@ from core.checkpoint import (CheckpointError, checkpoint_payload, jsonable, load
 from core.data import DataError, DownloadError
 from core.device import select_device
 from core.evaluation import evaluate
+from core.policy import PolicyRun, TrainingPolicy
 from core.protocol import DataKind, Likelihood
-from core.training import EVALUATED, Event, Snapshot, TrainConfig, Trainer
+from core.training import Event, Snapshot, TrainConfig, Trainer
 
 
 class CliError(Exception):
@@ -93,17 +94,6 @@ class ProgressBar:
             self.stream.write("\n")
 
 
-def _lr_at(step: int, total: int, base: float, schedule: str, warmup: int) -> float:
-    """The learning rate for ``step`` (0-based): linear warm-up over ``warmup`` steps, then
-    constant or a cosine decay to 2 % of ``base`` at ``total``."""
-    if warmup and step < warmup:
-        return base * (step + 1) / warmup
-    if schedule == "cosine":
-        frac = min(1.0, (step - warmup) / max(1, total - warmup))
-        return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-    return base
-
-
 def valid_percentiles(model, x: np.ndarray, batch_size: int = 500) -> list[float]:
     """The NLL (nats) of every held-out example at percentiles 0, 1, ..., 100: what the canvas's
     anomaly score compares a drawing with."""
@@ -119,6 +109,24 @@ def valid_percentiles(model, x: np.ndarray, batch_size: int = 500) -> list[float
     return [float(v) for v in np.percentile(nll, np.arange(101))]
 
 
+def _make_model(args: argparse.Namespace, info, ds: datasets.Dataset, hp: dict) -> tuple:
+    """A new model, or with ``--init`` the checkpoint's (fine-tuning: its weights and
+    hyperparameters, with the ones given here on top, none of them structural) and its record."""
+    if not args.init:
+        return registry.create(args.family, ds.shape, ds.kind, **hp), None
+    model, meta = load_checkpoint(args.init, family=args.family)
+    init_record = {"checkpoint": str(args.init), "training": meta.training, "valid": meta.raw.get("valid")}
+    merged = info.validate({**meta.hparams, **hp})
+    changed = info.structure_changes(model.hparams, merged)
+    if changed:
+        raise CliError(f"--init: {', '.join(changed)} shape(s) the model and cannot change when fine-tuning")
+    model.hparams.update(merged)
+    if tuple(model.data_shape) != tuple(ds.shape):
+        raise CliError(f"--init {args.init} was trained on data of shape {model.data_shape}, "
+                       f"--data has {ds.shape}")
+    return model, init_record
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     info = registry.info(args.family)
     ds = _load_data(args.data or _default_data(info), args.data_path)
@@ -131,21 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.num_threads)
-    if args.init:
-        # fine-tune: the checkpoint's weights and hyperparameters, with the ones given here on top
-        model, meta = load_checkpoint(args.init, family=args.family)
-        init_record = {"checkpoint": str(args.init), "training": meta.training, "valid": meta.raw.get("valid")}
-        merged = info.validate({**meta.hparams, **hp})
-        fixed = {h.name for h in info.all_hparams() if not h.live and h.name != "batch_size"}
-        changed = sorted(k for k in fixed if merged[k] != model.hparams.get(k))
-        if changed:
-            raise CliError(f"--init: {', '.join(changed)} shape(s) the model and cannot change when fine-tuning")
-        model.hparams.update(merged)
-        if tuple(model.data_shape) != tuple(ds.shape):
-            raise CliError(f"--init {args.init} was trained on data of shape {model.data_shape}, "
-                           f"--data has {ds.shape}")
-    else:
-        model = registry.create(args.family, ds.shape, ds.kind, **hp)
+    model, init_record = _make_model(args, info, ds, hp)
     out = Path(args.out or f"runs/{args.family}-{ds.name}.safetensors")
     keep_best = args.keep_best and info.likelihood is not Likelihood.NONE
     cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, seed=args.seed, device=args.device,
@@ -154,12 +148,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                              num_threads=args.num_threads)
     trainer = Trainer(model, ds, cfg)
     base_lr = float(model.hparams["lr"])
+    policy = TrainingPolicy(schedule=args.schedule, warmup=args.warmup, keep_best=keep_best,
+                            patience=args.patience if keep_best else 0)
+    run = PolicyRun(trainer, policy, base_lr, best_path=out)
     bar = ProgressBar(trainer.total_steps)
     t0 = time.perf_counter()
     last = None
-    key = "valid_nll" if info.likelihood is Likelihood.EXACT else "valid_nll_bound"  # for the message
-    best, best_step, stale = math.inf, 0, 0
-    for snap in trainer.run():
+    for snap in run.run():
         if snap.message:
             sys.stderr.write(("\n" if bar.tty else "") + snap.message + "\n")
         if snap.event == Event.NONFINITE:
@@ -167,19 +162,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not keep_best:
                 trainer.save(out)
             raise CliError(f"training stopped: {snap.message}")
-        if args.schedule != "constant" or args.warmup:
-            trainer.set_lr(_lr_at(snap.step, trainer.total_steps, base_lr, args.schedule, args.warmup))
-        if keep_best and snap.event in EVALUATED and snap.nll is not None:
-            if snap.nll.nats < best:
-                best, best_step, stale = snap.nll.nats, snap.step, 0
-                trainer.save(out)
-            else:
-                stale += 1
         bar.update(snap)
         last = snap
-        if keep_best and args.patience and stale >= args.patience:
-            sys.stderr.write(("\n" if bar.tty else "") + f"no better {key} in {stale} evaluations: stopping\n")
-            break
+    if run.stop_reason:
+        sys.stderr.write(("\n" if bar.tty else "") + run.stop_reason + "\n")
     bar.close()
     wall = time.perf_counter() - t0
     result = {"family": args.family, "data": ds.name, "checkpoint": str(out), "steps": trainer.step,
@@ -187,10 +173,10 @@ def cmd_train(args: argparse.Namespace) -> int:
               "device": last.device if last else str(trainer.device),
               "final_loss": last.loss if last else None}
     if keep_best:
-        if best_step == 0:
+        if run.best_step == 0:
             trainer.save(out)
         model, _ = load_checkpoint(out, device=trainer.device)
-        result["best_step"] = best_step
+        result["best_step"] = run.best_step
     if info.likelihood is not Likelihood.NONE:
         result["valid"] = evaluate(model, ds.valid, labels=ds.valid_labels if info.conditional else None)
     if args.record:
@@ -213,58 +199,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_mixture(args: argparse.Namespace) -> int:
-    """Assemble a MADE mixture from one-mask, raster-order MADE checkpoints trained separately
-    (member k must have mask seed ``s + k``: the mixture rebuilds each member's masks from its
-    seed; mirrored members come last), score it on the validation split and write it, with the
-    members' records."""
+    """Assemble a MADE mixture from MADE checkpoints trained separately (what fits together is
+    the mixture's to say: ``MADEMixture.assemble``), score it on the validation split and write
+    it, with the members' records."""
     import torch
 
-    from core.models.made import MADEMixture
+    from core.models.made_mixture import MADEMixture
 
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     t0 = time.perf_counter()
     if Path(args.out).suffix != ".safetensors":
         raise CliError(f"--out: checkpoint files end in .safetensors, not {Path(args.out).suffix or '(nothing)'}")
-    loaded = []
-    for path in args.members:
-        model, meta = load_checkpoint(path, family="made")
-        hp = model.hparams
-        if int(hp["masks"]) != 1 or hp["order_agnostic"]:
-            raise CliError(f"{path}: a mixture member is a one-mask MADE in raster order "
-                           f"(this one has masks={hp['masks']}, order_agnostic={hp['order_agnostic']})")
-        loaded.append((path, model, meta))
-    loaded.sort(key=lambda m: int(m[1].hparams["seed"]))
-    first_path, first, _ = loaded[0]
-    shared = MADEMixture.member_hparams(first.hparams)
-    for path, model, _ in loaded[1:]:
-        if tuple(model.data_shape) != tuple(first.data_shape):
-            raise CliError(f"{path} is for data of shape {model.data_shape}, {first_path} for {first.data_shape}")
-        own = MADEMixture.member_hparams(model.hparams)
-        differ = sorted(k for k in shared if k not in ("seed", "lr", "batch_size") and own.get(k) != shared[k])
-        if differ:
-            raise CliError(f"{path} differs from {first_path} in {', '.join(differ)}: the members of a "
-                           f"mixture share every hyperparameter but the seed")
+    loaded = [(path, *load_checkpoint(path, family="made")) for path in args.members]
+    mix, order = MADEMixture.assemble([(path, model) for path, model, _ in loaded])
+    loaded = [loaded[i] for i in order]  # by seed, as in the mixture
     seeds = [int(m.hparams["seed"]) for _, m, _ in loaded]
-    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
-        raise CliError(f"the members' mask seeds must be consecutive (s, s+1, ...), got {seeds}: "
-                       f"train them with --hp seed=...")
-    mirrored = [bool(m.hparams.get("mirror")) for _, m, _ in loaded]
-    if mirrored != sorted(mirrored):
-        raise CliError(f"the mirrored members must have the highest seeds (the mixture mirrors its last ones); "
-                       f"by seed {seeds}, mirror is {mirrored}")
     ds = _load_data(args.data, args.data_path)
-    if tuple(ds.shape) != tuple(first.data_shape):
-        raise CliError(f"the members were trained on data of shape {first.data_shape}, --data has {ds.shape}")
-    mix = registry.create("made-mixture", first.data_shape, ds.kind, members=len(loaded), mirror=sum(mirrored),
-                          **shared)
-    with torch.no_grad():
-        for member, (_, model, _) in zip(mix.members, loaded):
-            member.load_state_dict(model.state_dict())
-            if args.half:  # what a float16 file holds, so the score is the stored weights'
-                for p in member.parameters():
-                    p.copy_(p.half().float())
-    mix.eval()
+    if tuple(ds.shape) != tuple(mix.data_shape):
+        raise CliError(f"the members were trained on data of shape {mix.data_shape}, --data has {ds.shape}")
+    if ds.kind not in mix.info.data_kinds:
+        raise CliError(f"{mix.info.name} does not accept {ds.kind.value} data")
+    if args.half:  # what a float16 file holds, so the score is the stored weights'
+        with torch.no_grad():
+            for w in mix.parameters():
+                w.copy_(w.half().float())
     result = {"family": "made-mixture", "checkpoint": str(args.out), "members": [str(p) for p, _, _ in loaded],
               "seeds": seeds, "valid": evaluate(mix, ds.valid),
               "member_valid": [meta.valid.nats if meta.valid else None for _, _, meta in loaded]}

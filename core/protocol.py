@@ -91,6 +91,9 @@ class HParam:
     """One hyperparameter: its type, default and allowed range, for the GUI form and validation.
 
     ``live`` marks the ones that can change while training (the learning rate, say).
+    ``structural`` marks the ones that shape the model (its layers, masks, fitted tables): a model
+    keeps training, or is fine-tuned, only with the same values of these. Every hyperparameter is
+    structural unless declared otherwise; a live one never is (it changes while training).
     """
 
     name: str
@@ -102,6 +105,11 @@ class HParam:
     log: bool = False
     live: bool = False
     help: str = ""
+    structural: bool = True
+
+    def __post_init__(self) -> None:
+        if self.live and self.structural:
+            raise ValueError(f"{self.name}: a live hyperparameter cannot shape the model (structural=False)")
 
     def validate(self, value: Any) -> Any:
         """Return ``value`` converted to this parameter's type, or raise ``ValueError``."""
@@ -132,11 +140,19 @@ class HParam:
         return number
 
 
+def lr_hparam(default: float = 1e-3, *, help: str = "learning rate", live: bool = True) -> HParam:
+    """The learning rate every family declares (its own default and help); live unless the
+    model is fitted rather than trained."""
+    return HParam("lr", "float", default, 1e-6, 1.0, log=True, live=live, help=help, structural=False)
+
+
+def batch_size_hparam(default: int = 64, *, help: str = "examples per step") -> HParam:
+    """The batch size every family declares (its own default and help)."""
+    return HParam("batch_size", "int", default, 1, 4096, help=help, structural=False)
+
+
 #: Hyperparameters the engine itself reads; every model spec gets them.
-TRAINING_HPARAMS: tuple[HParam, ...] = (
-    HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-    HParam("batch_size", "int", 64, 1, 4096, help="examples per step"),
-)
+TRAINING_HPARAMS: tuple[HParam, ...] = (lr_hparam(), batch_size_hparam())
 
 
 @dataclass(frozen=True)
@@ -162,6 +178,11 @@ class ModelInfo:
 
     def defaults(self) -> dict[str, Any]:
         return {h.name: h.default for h in self.all_hparams()}
+
+    def structure_changes(self, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+        """The structural hyperparameters (``HParam.structural``) whose values differ between
+        ``old`` and ``new``, sorted: a model made with ``old`` cannot go on with ``new`` if any."""
+        return sorted(h.name for h in self.all_hparams() if h.structural and old.get(h.name) != new.get(h.name))
 
     def validate(self, values: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults and check every value; unknown names are an error."""
@@ -210,6 +231,13 @@ class GenerativeModel(torch.nn.Module):
                 f"got {tuple(x.shape)}"
             )
         return x.to(self.device, torch.float32)
+
+    def check_point_dims(self, dims: Sequence[int] = (1, 2), who: str | None = None) -> None:
+        """For point-data families: raise a clear ``ValueError`` unless the data are points of
+        one of ``dims`` dimensions (``who``: the model as the message names it)."""
+        if self.dim not in dims:
+            what = " or ".join(f"{d}D" for d in dims)
+            raise ValueError(f"{who or self.info.name} takes {what} points, got data of shape {self.data_shape}")
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         for name in self.resizable_buffers:

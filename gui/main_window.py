@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
             if i >= 0:
                 self.panel.data_combo.setCurrentIndex(i)
         self.panel.epochs.setValue(float(s.value("run/epochs", 5.0)))
+        self.panel.restore_policy(s)
         pg_set = s.value("playground/set")
         if pg_set and self.playground.set_combo.findData(pg_set) >= 0:
             self.playground.set_combo.setCurrentIndex(self.playground.set_combo.findData(pg_set))
@@ -192,6 +193,7 @@ class MainWindow(QMainWindow):
         s.setValue("window/state", self.saveState())
         s.setValue("run/device", self.panel.device())
         s.setValue("run/epochs", self.panel.epochs.value())
+        self.panel.save_policy(s)
         if self.panel.family:
             s.setValue("model/last", self.panel.family)
             s.setValue(f"hparams/{self.panel.family}", json.dumps(self.panel.hparams()))
@@ -389,14 +391,13 @@ class MainWindow(QMainWindow):
             key, name = self.panel.family, self.panel.data_name()
             if key is None or name is None:
                 raise ValueError("pick a model and a data set first")
-            hp = registry.info(key).validate(self.panel.hparams())
+            info = registry.info(key)
+            hp = info.validate(self.panel.hparams())
             ds = await self._load_dataset(name)
             same = (self.model is not None and self.model.info.key == key and self.dataset is not None
-                    and self.dataset.shape == ds.shape
-                    and {k: v for k, v in self.model.hparams.items() if k not in ("lr", "batch_size")}
-                    == {k: v for k, v in hp.items() if k not in ("lr", "batch_size")})
-            if same:
-                self.model.hparams.update(lr=hp["lr"], batch_size=hp["batch_size"])
+                    and self.dataset.shape == ds.shape and not info.structure_changes(self.model.hparams, hp))
+            if same:  # training goes on: only what does not shape the model may change
+                self.model.hparams.update({h.name: hp[h.name] for h in info.all_hparams() if not h.structural})
                 model, start = self.model, self.model_step
             else:
                 model, start = registry.create(key, ds.shape, ds.kind, **hp), 0
@@ -412,7 +413,9 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot train", str(exc))
             return
         self.model, self.dataset = model, ds
-        self.session = TrainingSession(trainer, fps=self.fps, parent=self)
+        self.session = TrainingSession(trainer, fps=self.fps, parent=self, policy=self.panel.policy())
+        self.panel.show_schedule(*self.session.runs[0].curve())
+        self.panel.show_lr(start, self.session.runs[0].lr_at(start))
         self.session.frame.connect(self._on_frame)
         self.session.failed.connect(self._on_failed)
         self.session.finished.connect(self._on_finished)
@@ -456,6 +459,8 @@ class MainWindow(QMainWindow):
         bar = self.panel.progress
         if abs(s.step - bar.value()) * 500 >= bar.maximum() or s.event != Event.STEP:  # repaint per 0.2 %
             bar.setValue(min(s.step, bar.maximum()))
+            if self.session is not None:  # the rate the schedule sets for the next step
+                self.panel.show_lr(s.step, self.session.runs[frame.index].lr_at(s.step))
         self.step_label.setText(f"step {s.step}  epoch {s.epoch:.2f}")
         self.speed_label.setText(f"{s.steps_per_s:.0f} steps/s")
         if s.event == Event.NONFINITE:
@@ -483,6 +488,8 @@ class MainWindow(QMainWindow):
                 text = f"finished {frame.snapshot.step} steps"
             if nll is not None and math.isfinite(nll.nats):
                 text += f"; held-out NLL {nll.nats:.2f} nats"
+            if self.session.stop_reason:
+                text += f" ({self.session.stop_reason})"
             self.statusBar().showMessage(text, 10000)
 
     # -- checkpoints, evaluation, sampling (coroutines) ------------------------------------------

@@ -4,14 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
-                               QHBoxLayout, QLineEdit, QProgressBar, QPushButton, QSpinBox,
+from PySide6.QtCore import QEvent, QObject, QSettings, QSize, Qt, Signal, Slot
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
 from core import data as datasets
 from core import registry
+from core.policy import TrainingPolicy
+from core.protocol import Likelihood
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
+from gui.lr_curve import LRCurve
+
+#: steps of the schedule drawn before a run says how long it is
+PREVIEW_STEPS = 1000
+
+
+class _FitScroll(QScrollArea):
+    """Scrolls its widget up and down only when the dock is too short for it (a model with many
+    hyperparameters must not make the window taller than a screen); otherwise as tall as it."""
+
+    def __init__(self, widget: QWidget):
+        super().__init__(objectName="formsScroll")
+        self.setWidget(widget)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the form changed (another model's rows): so does this size
+        return super().eventFilter(watched, event)
+
+    def sizeHint(self) -> QSize:
+        return self.widget().sizeHint()
+
+    def minimumSizeHint(self) -> QSize:
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(self.widget().minimumSizeHint().width() + bar, 120)
 
 
 class TrainPanel(QWidget):
@@ -28,6 +60,7 @@ class TrainPanel(QWidget):
         super().__init__(parent)
         self.family: str | None = None
         self.editors: dict[str, QWidget] = {}
+        self._can_schedule = self._can_stop_early = True
 
         self.data_combo = QComboBox(objectName="dataCombo")
         self.data_path = QLineEdit(objectName="dataPath")
@@ -53,6 +86,7 @@ class TrainPanel(QWidget):
 
         self.hp_box = QGroupBox("Hyperparameters")
         self.hp_form = QFormLayout(self.hp_box)
+        self.policy_box = self._policy_box()
 
         self.train_btn = QPushButton("Train", objectName="trainButton")
         self.pause_btn = QPushButton("Pause", objectName="pauseButton")
@@ -79,14 +113,93 @@ class TrainPanel(QWidget):
         file_row.addWidget(self.save_btn)
         file_row.addWidget(self.load_btn)
 
+        forms = QWidget(objectName="trainForms")
+        forms_layout = QVBoxLayout(forms)
+        forms_layout.setContentsMargins(0, 0, 0, 0)
+        for box in (data_box, self.hp_box, self.policy_box):
+            forms_layout.addWidget(box)
+        self.forms_scroll = _FitScroll(forms)
         layout = QVBoxLayout(self)
-        layout.addWidget(data_box)
-        layout.addWidget(self.hp_box)
+        layout.addWidget(self.forms_scroll)
         layout.addLayout(run_row)
         layout.addWidget(self.progress)
         layout.addLayout(file_row)
         layout.addStretch(1)
         self.set_state("idle")
+
+    def _policy_box(self) -> QGroupBox:
+        """Learning-rate schedule, warm-up and early stopping (a :class:`TrainingPolicy`), with
+        the planned curve and the rate in use."""
+        self.schedule_combo = QComboBox(objectName="scheduleCombo")
+        self.schedule_combo.addItem("Constant", "constant")
+        self.schedule_combo.addItem("Cosine decay (to 2 %)", "cosine")
+        self.warmup = QSpinBox(objectName="warmupSteps", minimum=0, maximum=10_000_000, suffix=" steps")
+        self.warmup.setToolTip("linear warm-up of the learning rate over the first steps of a run")
+        self.patience = QSpinBox(objectName="patience", minimum=0, maximum=10_000, specialValueText="off")
+        self.patience.setToolTip("stop after this many held-out evaluations (every 200 steps) "
+                                 "without a better NLL")
+        self.lr_label = QLabel(objectName="lrLabel")
+        self.lr_curve = LRCurve()
+        box = QGroupBox("Schedule and early stopping")
+        form = QFormLayout(box)
+        form.addRow("Learning rate", self.schedule_combo)
+        row = QHBoxLayout()
+        row.addWidget(self.warmup, 1)
+        row.addWidget(QLabel("Patience"))
+        row.addWidget(self.patience, 1)
+        form.addRow("Warm-up", row)
+        form.addRow(self.lr_curve)
+        form.addRow(self.lr_label)
+        for sig in (self.schedule_combo.currentIndexChanged, self.warmup.valueChanged):
+            sig.connect(self._preview_schedule)
+        return box
+
+    # -- training policy -------------------------------------------------------------------------
+    def policy(self) -> TrainingPolicy:
+        """The policy chosen, less what the model cannot use (a fitted model has no learning rate
+        to schedule, a model without a likelihood no held-out NLL to stop on)."""
+        return TrainingPolicy(schedule=self.schedule_combo.currentData() if self._can_schedule else "constant",
+                              warmup=self.warmup.value() if self._can_schedule else 0,
+                              patience=self.patience.value() if self._can_stop_early else 0)
+
+    def set_policy(self, policy: TrainingPolicy) -> None:
+        self.schedule_combo.setCurrentIndex(max(0, self.schedule_combo.findData(policy.schedule)))
+        self.warmup.setValue(int(policy.warmup))
+        self.patience.setValue(int(policy.patience))
+
+    def save_policy(self, settings: QSettings) -> None:
+        settings.setValue("run/schedule", self.schedule_combo.currentData())
+        settings.setValue("run/warmup", self.warmup.value())
+        settings.setValue("run/patience", self.patience.value())
+
+    def restore_policy(self, settings: QSettings) -> None:
+        try:
+            self.set_policy(TrainingPolicy(schedule=str(settings.value("run/schedule", "constant")),
+                                           warmup=int(settings.value("run/warmup", 0)),
+                                           patience=int(settings.value("run/patience", 0))))
+        except (TypeError, ValueError):
+            pass  # not a policy (a settings file from elsewhere): the defaults stay
+
+    def _base_lr(self) -> float:
+        w = self.editors.get("lr")
+        return float(editor_value(w)) if w is not None else 1e-3
+
+    @Slot()
+    def _preview_schedule(self, *_args) -> None:
+        """Between runs: the schedule the choices make, over a nominal run."""
+        if self.train_btn.isEnabled():
+            policy, base = self.policy(), self._base_lr()
+            self.show_schedule(*policy.curve(PREVIEW_STEPS, base))
+            self.show_lr(None, policy.lr_at(0, PREVIEW_STEPS, base))
+
+    def show_schedule(self, steps, lrs) -> None:
+        """Draw a run's planned learning rates, (step, lr) points."""
+        self.lr_curve.set_curve(steps, lrs)
+
+    def show_lr(self, step: int | None, lr: float) -> None:
+        """The learning rate in use (``step``: where training is, None between runs)."""
+        self.lr_label.setText(f"learning rate {'now' if step is not None else 'at the start'}: {lr:.3g}")
+        self.lr_curve.set_marker(step)
 
     # -- model -----------------------------------------------------------------------------------
     def set_family(self, key: str) -> None:
@@ -103,6 +216,11 @@ class TrainPanel(QWidget):
             if h.live:
                 w = self.editors[h.name]
                 changed_signal(w).connect(self._on_live)
+        if "lr" in self.editors:
+            changed_signal(self.editors["lr"]).connect(self._preview_schedule)
+        lr_spec = next((h for h in info.all_hparams() if h.name == "lr"), None)
+        self._can_schedule = lr_spec is not None and lr_spec.live  # fitted models have no rate to move
+        self._can_stop_early = info.likelihood is not Likelihood.NONE
         current = self.data_combo.currentData()
         self.data_combo.clear()
         for d in datasets.DATASETS.values():
@@ -110,6 +228,7 @@ class TrainPanel(QWidget):
                 self.data_combo.addItem(d.description, d.name)
         i = self.data_combo.findData(current)
         self.data_combo.setCurrentIndex(max(0, i))
+        self._preview_schedule()
 
     def hparams(self) -> dict[str, Any]:
         return {name: editor_value(w) for name, w in self.editors.items()}
@@ -149,6 +268,9 @@ class TrainPanel(QWidget):
         self.load_btn.setEnabled(not busy)
         for w in (self.data_combo, self.data_path, self.device_combo, self.epochs, self.seed):
             w.setEnabled(not busy)
+        for w in (self.schedule_combo, self.warmup):
+            w.setEnabled(not busy and self._can_schedule)
+        self.patience.setEnabled(not busy and self._can_stop_early)
         info = registry.info(self.family) if self.family else None
         live = {h.name for h in info.all_hparams() if h.live} if info else set()
         for name, w in self.editors.items():

@@ -13,6 +13,7 @@ import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from core.control import Frame, RunControl, round_robin, throttled
+from core.policy import PolicyRun, TrainingPolicy
 from core.training import Trainer
 
 #: torch threads for training: one, so the GUI thread keeps a core on a 2-core machine.
@@ -24,15 +25,15 @@ class _Worker(QObject):
     failed = Signal(str, str)
     done = Signal()
 
-    def __init__(self, trainers: list[Trainer], control: RunControl, fps: float):
+    def __init__(self, runs: list[PolicyRun], control: RunControl, fps: float):
         super().__init__()
-        self.trainers, self.control, self.fps = trainers, control, fps
+        self.runs, self.control, self.fps = runs, control, fps
 
     @Slot()
     def run(self) -> None:
         torch.set_num_threads(TRAIN_THREADS)
         try:
-            runs = [throttled(t.run(), self.control, self.fps) for t in self.trainers]
+            runs = [throttled(r.run(), self.control, self.fps) for r in self.runs]
             for frame in (runs[0] if len(runs) == 1 else round_robin(runs)):
                 self.frame.emit(frame)
         except Exception as exc:  # shown to the user; the trainer's weights are left as they were
@@ -42,6 +43,13 @@ class _Worker(QObject):
             # end the thread's event loop as soon as run() returns (exec() then exits at once),
             # so that stop() can wait on the thread without the GUI thread's help
             QThread.currentThread().quit()
+
+
+def policy_run(trainer: Trainer, policy: TrainingPolicy | None = None) -> PolicyRun:
+    """``policy`` (by default none: the model's own rate, no early stopping) applied to
+    ``trainer`` from the step it starts at, with its model's learning rate as the base."""
+    model = trainer.model
+    return PolicyRun(trainer, policy or TrainingPolicy(), float(model.hparams.get("lr", 1e-3)), start=trainer.step)
 
 
 class TrainingSession(QObject):
@@ -57,17 +65,19 @@ class TrainingSession(QObject):
     failed = Signal(str, str)
     finished = Signal()
 
-    def __init__(self, trainer: Trainer | list[Trainer], fps: float = 30.0, parent: QObject | None = None):
+    def __init__(self, trainer: Trainer | list[Trainer], fps: float = 30.0, parent: QObject | None = None,
+                 policy: TrainingPolicy | None = None):
         super().__init__(parent)
         self.trainers = list(trainer) if isinstance(trainer, (list, tuple)) else [trainer]
         self.trainer = self.trainers[0]
+        self.runs = [policy_run(t, policy) for t in self.trainers]  # the training policy, per trainer
         self.control = RunControl()
         self.frames_received = 0
         self.last_frame: Frame | None = None
         self.last_frames: dict[int, Frame] = {}
         self._thread = QThread()
         self._thread.setObjectName("training")
-        self._worker = _Worker(self.trainers, self.control, fps)
+        self._worker = _Worker(self.runs, self.control, fps)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.frame.connect(self._on_frame)
@@ -102,9 +112,21 @@ class TrainingSession(QObject):
         self.control.set_speed(steps_per_s)
 
     def set_hparams(self, values: dict, index: int | None = None) -> None:
-        """Live hyperparameter changes for every trainer (or the one at ``index``)."""
-        for t in self.trainers if index is None else [self.trainers[index]]:
-            t.set_hparams(values)
+        """Live hyperparameter changes for every trainer (or the one at ``index``). A new
+        learning rate is the base rate of the schedule, where one runs."""
+        for run in self.runs if index is None else [self.runs[index]]:
+            rest = dict(values)
+            if "lr" in rest and run.scheduled:
+                run.set_base_lr(rest.pop("lr"))  # the schedule scales to it from the next step
+            if rest:
+                run.trainer.set_hparams(rest)
+            if "lr" in rest:
+                run.set_base_lr(rest["lr"])
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the policy ended a run early (early stopping), if it did."""
+        return next((r.stop_reason for r in self.runs if r.stop_reason), None)
 
     def stop(self, wait_ms: int = 2000) -> bool:
         """Ask the worker to stop at its next yield; wait up to ``wait_ms``. True if it ended."""

@@ -281,12 +281,19 @@ def test_in_process_no_command(capsys):
 
 # -- train: early stopping, schedules, fine-tuning, model cards ---------------------------------
 
-def test_lr_schedule_warms_up_then_decays():
-    lrs = [cli._lr_at(s, 100, 1.0, "cosine", 10) for s in range(100)]
-    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
-    assert lrs[-1] == pytest.approx(0.02, abs=0.01)
-    assert cli._lr_at(50, 100, 0.5, "constant", 0) == 0.5
+def test_train_patience_stops_early_and_keeps_the_best(tmp_path, capsys):
+    """--keep-best --patience N: the run ends after N evaluations without a better held-out NLL
+    (a large rate makes one come soon), and the checkpoint holds the best evaluated weights."""
+    out = tmp_path / "p.safetensors"
+    rc = cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "300", "--eval-every", "2",
+                   "--eval-size", "200", "--keep-best", "--patience", "2", "--lr", "0.5", "--num-threads", "1",
+                   "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    result = last_json(captured.out)
+    assert "no better valid_nll in 2 evaluations: stopping" in captured.err
+    assert result["steps"] < 300 and result["best_step"] == result["steps"] - 4  # two evaluations, 2 steps apart
+    assert read_checkpoint_meta(out).step == result["best_step"]
 
 
 def test_train_keep_best_record_and_fine_tune(tmp_path, capsys):

@@ -15,6 +15,7 @@ from core.models import gmm  # noqa: F401
 from core.models import nade  # noqa: F401
 from core.models import cnade  # noqa: F401
 from core.models import made  # noqa: F401
+from core.models import made_mixture  # noqa: F401
 from core.models import pixelrnn  # noqa: F401
 from core.models import pixelcnn  # noqa: F401
 from core.models import wavenet  # noqa: F401

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.models.nade import _CHUNK_FLOATS, NADE
-from core.protocol import CompletionStep, DataKind, HParam, Likelihood, ModelInfo, Visuals
+from core.models.nade import _CHUNK_FLOATS, NADE, raster_fill
+from core.protocol import (CompletionStep, DataKind, HParam, Likelihood, ModelInfo, Visuals, batch_size_hparam,
+                           lr_hparam)
 from core.registry import register
 
 
@@ -46,8 +47,8 @@ class ConditionalNADE(NADE):
         hparams=(
             HParam("hidden", "int", 500, 1, 4096, log=True, help="hidden units (H)"),
             HParam("classes", "int", 10, 2, 1000, help="number of classes (labels 0 .. classes-1)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 64, 1, 4096, help="examples per step"),
+            lr_hparam(),
+            batch_size_hparam(),
         ),
         conditional=True,
     )
@@ -158,29 +159,8 @@ class ConditionalNADE(NADE):
             y = self._random_labels(len(x), generator)
         else:
             y = self.check_labels(labels, rows).repeat_interleave(int(n))
-        d = self.dim
-        wt = self.W.t().contiguous()  # (D, H): row j is pixel j's input weights
-        b = self.b + self.class_output[y]  # (M, D)
         a = self.c + self.class_hidden[y]  # running pre-activation, (M, H)
-        all_known = known.all(0).tolist()
-        total, done = len(all_known) - sum(all_known), 0
-        i = 0
-        while i < d:
-            if all_known[i]:  # a run of pixels known in every row: one matmul, nothing to draw
-                j = i
-                while j < d and all_known[j]:
-                    j += 1
-                a.addmm_(x[:, i:j], wt[i:j])
-                i = j
-                continue
-            p = torch.sigmoid(torch.sigmoid(a) @ self.V[i] + b[:, i])
-            draw = torch.bernoulli(p, generator=generator)
-            x[:, i] = torch.where(known[:, i], x[:, i], draw)
-            a.addr_(x[:, i], wt[i])
-            done += 1
-            yield CompletionStep(pixel=i, p=p, x=x, done=done, total=total)
-            i += 1
-        return x
+        return (yield from raster_fill(x, known, self.W, a, self.V, self.b + self.class_output[y], generator))
 
     @torch.no_grad()
     def complete_steps(self, x, known, n=1, generator=None, labels=None) -> Iterator[CompletionStep]:

@@ -28,7 +28,7 @@ import math
 import numpy as np
 import torch
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
 from core.models._standardise import fit_standardiser, register_standardiser
 from core.registry import register
 
@@ -57,16 +57,16 @@ class DAE(GenerativeModel):
             HParam("layers", "int", 3, 1, 8, help="hidden layers"),
             HParam("recon_std", "float", 0.0, 0.0, 5.0,
                    help="std of the reconstruction gaussian, in units of the data's std (0: learned)"),
-            HParam("burn_in", "int", 100, 1, 10000, live=True, help="chain steps before a sample is taken"),
-            HParam("lr", "float", 3e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 256, 1, 4096, help="examples per step"),
+            HParam("burn_in", "int", 100, 1, 10000, live=True, structural=False,
+                   help="chain steps before a sample is taken"),
+            lr_hparam(3e-3),
+            batch_size_hparam(256),
         ),
     )
 
     def __init__(self, data_shape, hparams):
         super().__init__(data_shape, hparams)
-        if self.dim not in (1, 2):
-            raise ValueError(f"the denoising autoencoder takes 1D or 2D points, got data of shape {self.data_shape}")
+        self.check_point_dims((1, 2), "the denoising autoencoder")
         h, layers, d = int(hparams["hidden"]), int(hparams["layers"]), self.dim
         mods: list[torch.nn.Module] = []
         d_in = d

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, grid_points
+from core.protocol import (DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError,
+                           batch_size_hparam, grid_points, lr_hparam)
 from core.models._standardise import fit_standardiser, register_standardiser
 from core.registry import register
 
@@ -100,15 +101,14 @@ class GAN(GenerativeModel):
             HParam("d_steps", "int", 1, 1, 10, help="discriminator steps per generator step"),
             HParam("r1", "float", 0.1, 0.0, 100.0,
                    help="R1 gradient penalty on real data (Mescheder et al. 2018; 0: off)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate of both networks"),
-            HParam("batch_size", "int", 256, 1, 4096, help="real samples per step"),
+            lr_hparam(help="learning rate of both networks"),
+            batch_size_hparam(256, help="real samples per step"),
         ),
     )
 
     def __init__(self, data_shape, hparams):
         super().__init__(data_shape, hparams)
-        if self.dim != 2:
-            raise ValueError(f"GAN takes 2D points, got data of shape {self.data_shape}")
+        self.check_point_dims((2,), "GAN")
         h, layers = int(hparams["hidden"]), int(hparams["layers"])
         self.latent_dim = int(hparams["latent_dim"])
         self.pack = int(hparams["pack"])

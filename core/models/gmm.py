@@ -49,8 +49,7 @@ class _Gaussians(GenerativeModel):
     def __init__(self, data_shape, hparams, k: int):
         super().__init__(data_shape, hparams)
         d = self.dim
-        if d not in (1, 2):
-            raise ValueError(f"{self.info.name} takes 1D or 2D points, got data of shape {tuple(data_shape)}")
+        self.check_point_dims((1, 2))
         self.register_buffer("weights", torch.full((k,), 1.0 / k, dtype=torch.float64))
         self.register_buffer("means", torch.zeros(k, d, dtype=torch.float64))
         self.register_buffer("covariances", torch.eye(d, dtype=torch.float64).repeat(k, 1, 1))

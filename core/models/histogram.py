@@ -31,7 +31,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, grid_points
+from core.protocol import (DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError,
+                           batch_size_hparam, grid_points, lr_hparam)
 from core.registry import register
 
 #: weight of the broad gaussian mixed into densities with bounded support
@@ -43,8 +44,8 @@ _LOG_2PI = math.log(2 * math.pi)
 #: hparams shared by the models fitted on the whole training set: one step is one fit, so
 #: the learning rate and the batch size mean nothing to them (hidden in the help text).
 FIT_HPARAMS = (
-    HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, help="unused: this model is fitted, not trained"),
-    HParam("batch_size", "int", 64, 1, 4096, help="unused: every fit sees the whole training set"),
+    lr_hparam(help="unused: this model is fitted, not trained", live=False),
+    batch_size_hparam(help="unused: every fit sees the whole training set"),
 )
 
 
@@ -269,8 +270,7 @@ class Histogram(FittedModel):
     def __init__(self, data_shape, hparams):
         super().__init__(data_shape, hparams)
         d = self.dim
-        if d not in (1, 2):
-            raise ValueError(f"Histogram takes 1D or 2D points, got data of shape {tuple(data_shape)}")
+        self.check_point_dims((1, 2), "Histogram")
         self.register_buffer("lo", torch.zeros(d))
         self.register_buffer("width", torch.ones(()))
         self.register_buffer("nbins", torch.ones(d, dtype=torch.long))

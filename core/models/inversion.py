@@ -29,7 +29,6 @@ from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelIn
 from core.registry import register
 
 
-
 def check_points_1d(x: torch.Tensor, who: str, min_points: int = 2) -> np.ndarray:
     """The data as float64 numpy (N,), or ``ValueError`` naming the problem."""
     if x.ndim != 2 or x.shape[1] != 1:
@@ -46,6 +45,19 @@ def check_points_1d(x: torch.Tensor, who: str, min_points: int = 2) -> np.ndarra
     return a
 
 
+class CDFVisuals:
+    """Mixin for the 1D families with a ``cdf`` method (put it before ``GenerativeModel``): their
+    views get the CDF on the density's grid, as ``cdf``, beside the samples and the density."""
+
+    @torch.no_grad()
+    def visuals(self, n=64, generator=None, bounds=None, res=96):
+        out = super().visuals(n, generator, bounds, res)
+        if bounds is not None:
+            pts = torch.from_numpy(grid_points(bounds, res))
+            out.cdf = np.ascontiguousarray(self.cdf(pts).cpu().numpy(), dtype=np.float32)
+        return out
+
+
 def auto_knots(n: int) -> int:
     """Equal-mass intervals for n points: 2 n^(1/3), the histogram rate (Terrell-Scott's
     oversmoothed rule is (2n)^(1/3)); 16 for 500 points, 32 for 4000, 54 for 20000."""
@@ -53,7 +65,7 @@ def auto_knots(n: int) -> int:
 
 
 @register
-class Inversion(GenerativeModel):
+class Inversion(CDFVisuals, GenerativeModel):
     info = ModelInfo(
         key="inversion",
         name="Inversion sampling (empirical CDF)",
@@ -78,8 +90,7 @@ class Inversion(GenerativeModel):
 
     def __init__(self, data_shape, hparams):
         super().__init__(data_shape, hparams)
-        if self.dim != 1:
-            raise ValueError(f"inversion sampling takes 1D points, got data of shape {self.data_shape}")
+        self.check_point_dims((1,), "inversion sampling")
         # Before any fit: a uniform body on [-1, 1] (a valid density all the same).
         self.register_buffer("knots", torch.tensor([-1.0, 1.0], dtype=torch.float64))
         self.register_buffer("levels", torch.tensor([0.0, 1.0], dtype=torch.float64))
@@ -164,11 +175,3 @@ class Inversion(GenerativeModel):
     def sample(self, n, generator=None):
         u = torch.rand(int(n), generator=generator, device=self.knots.device, dtype=torch.float64)
         return self.quantile(u).float().reshape(-1, 1)
-
-    @torch.no_grad()
-    def visuals(self, n=64, generator=None, bounds=None, res=96):
-        out = super().visuals(n, generator, bounds, res)
-        if bounds is not None:
-            pts = torch.from_numpy(grid_points(bounds, res))
-            out.cdf = np.ascontiguousarray(self.cdf(pts).cpu().numpy(), dtype=np.float32)
-        return out

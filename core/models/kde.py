@@ -487,8 +487,7 @@ class KDE(FittedModel):
 
     def __init__(self, data_shape, hparams):
         super().__init__(data_shape, hparams)
-        if self.dim not in (1, 2):
-            raise ValueError(f"KDE takes 1D or 2D points, got data of shape {tuple(data_shape)}")
+        self.check_point_dims((1, 2), "KDE")
         if not float(hparams.get("bandwidth", 0.2)) > 0:
             raise ValueError(f"bandwidth must be positive, got {hparams.get('bandwidth')}: a zero bandwidth "
                              f"puts an infinitely narrow spike on every training point")
@@ -591,8 +590,7 @@ class AdaptiveKDE(FittedModel):
 
     def __init__(self, data_shape, hparams):
         super().__init__(data_shape, hparams)
-        if self.dim not in (1, 2):
-            raise ValueError(f"Adaptive KDE takes 1D or 2D points, got data of shape {tuple(data_shape)}")
+        self.check_point_dims((1, 2), "Adaptive KDE")
         self.register_buffer("points", torch.zeros(0, self.dim))
         self.register_buffer("scale", torch.zeros(0))
         self.register_buffer("bandwidth", torch.ones(self.dim))

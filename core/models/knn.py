@@ -90,8 +90,7 @@ class KNNDensity(FittedModel):
     def __init__(self, data_shape, hparams):
         super().__init__(data_shape, hparams)
         d = self.dim
-        if d not in (1, 2):
-            raise ValueError(f"kNN density takes 1D or 2D points, got data of shape {tuple(data_shape)}")
+        self.check_point_dims((1, 2), "kNN density")
         self.register_buffer("points", torch.zeros(0, d))
         self.register_buffer("box_lo", torch.zeros(d))
         self.register_buffer("box_hi", torch.ones(d))

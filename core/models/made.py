@@ -18,9 +18,10 @@ degree (rank) is <= its own, and output d sees the last hidden units whose degre
   conditioning for a model trained over random orderings); in raster mode it keeps raster order,
   like FVSBN, and a raster ensemble first draws each candidate's mask from its posterior given
   the known prefix. The trained masks are never modified: orderings are passed, not stored.
-* :class:`MADEMixture` (``made-mixture``) is the ensemble with a weight set per mask: K one-mask
-  raster MADEs, trained apart (``main.py mixture`` assembles them) or side by side. The shipped
-  one (five of the model below, one of them ``mirror``-ed) scores 87.91 nats.
+* :class:`~core.models.made_mixture.MADEMixture` (``made-mixture``, in its own file) is the
+  ensemble with a weight set per mask: K one-mask raster MADEs, trained apart (``main.py mixture``
+  assembles them) or side by side. The shipped one (five of the model below, one of them
+  ``mirror``-ed) scores 87.91 nats; it uses the helpers at the end of this file.
 * Regularisers: ``dropout`` on the hidden units, ``direct_l1`` on the direct connections,
   ``weight_decay`` (AdamW) on every matrix. The shipped one-mask model (4000 hidden units,
   dropout 0.4, ``direct_l1`` 1e-4) reaches 89.12 nats on the validation split.
@@ -34,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, last_completion
+from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
+                           batch_size_hparam, last_completion, lr_hparam)
 from core.registry import register
 
 Degrees = tuple[torch.Tensor, list[torch.Tensor]]  # (input ranks (D,), hidden degrees per layer)
@@ -73,8 +75,8 @@ class MADE(GenerativeModel):
                    help="L1 penalty per example on the direct connections (sparse, like FVSBN's `l1`)"),
             HParam("dropout", "float", 0.0, 0.0, 0.9,
                    help="dropout on the hidden units in training (a regulariser; none at evaluation)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
+            lr_hparam(),
+            batch_size_hparam(100),
         ),
     )
 
@@ -100,7 +102,7 @@ class MADE(GenerativeModel):
 
     def configure_optimizer(self, lr):
         """AdamW: decay the weight matrices (hidden, output, direct), never the biases."""
-        self.optimizer = _adamw(self, float(self.hparams.get("weight_decay", 0.0)), lr)
+        self.optimizer = adamw(self, float(self.hparams.get("weight_decay", 0.0)), lr)
         return self.optimizer
 
     # -- masks -----------------------------------------------------------------------------------
@@ -187,11 +189,15 @@ class MADE(GenerativeModel):
         """(..., D, D) 0/1: output d may read input j when j's rank is below d's."""
         return (order[..., :, None] > order[..., None, :]).float()
 
+    def chain_terms(self, x: torch.Tensor, ks: list[int], dropout: float = 0.0) -> torch.Tensor:
+        """(K, N, D) chain-rule terms ``log p(x_d | x_<d)`` of flat ``x`` (N, D) under masks ``ks``."""
+        logits = self._logits(x, ks, dropout)
+        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+
     def log_prob_masks(self, x: torch.Tensor, ks: list[int], dropout: float = 0.0) -> torch.Tensor:
         """Per-mask log-likelihoods, (K, N)."""
         x = self.check_batch(x).reshape(len(x), self.dim)
-        logits = self._logits(x, ks, dropout)
-        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        return self.chain_terms(x, ks, dropout).sum(-1)
 
     def log_prob(self, x):
         """log of the mean likelihood over the first ``ensemble`` masks (exact for one mask)."""
@@ -219,8 +225,7 @@ class MADE(GenerativeModel):
         the pixels its own way): each pixel gets the masks' terms weighted by their posterior,
         see :func:`mixture_pixel_terms`."""
         x = self.check_batch(x).reshape(len(x), self.dim)
-        logits = self._logits(x, list(range(self.n_ensemble)))
-        return mixture_pixel_terms(-F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none"))
+        return mixture_pixel_terms(self.chain_terms(x, list(range(self.n_ensemble))))
 
     # -- sampling and completion -----------------------------------------------------------------
     @torch.no_grad()
@@ -318,7 +323,7 @@ class MADE(GenerativeModel):
         raster ensemble the rows of every mask advance together."""
         x, known = self.completion_inputs(x, known, n)
         groups = [(pattern, rows, self, deg) for pattern, rows, deg in self._completion_groups(x, known, generator)]
-        yield from _group_steps(x, groups, generator)
+        yield from group_steps(x, groups, generator)
 
     @torch.no_grad()
     def complete(self, x, known, n=1, generator=None):
@@ -326,7 +331,7 @@ class MADE(GenerativeModel):
         shape) kept exactly; returns (N * n, D), the candidates of row i at ``i*n:(i+1)*n``."""
         x, known = self.completion_inputs(x, known, n)
         groups = [(pattern, rows, self, deg) for pattern, rows, deg in self._completion_groups(x, known, generator)]
-        return _complete_groups(x, groups, generator)
+        return complete_groups(x, groups, generator)
 
     @torch.no_grad()
     def _completion_groups(self, x: torch.Tensor, known: torch.Tensor,
@@ -343,8 +348,7 @@ class MADE(GenerativeModel):
             if self.n_ensemble == 1 or self.hparams["order_agnostic"] or pattern.all():
                 out.append((pattern, rows, self.order_for(pattern)))
                 continue
-            logits = self._logits(x[rows], list(range(self.n_ensemble)))
-            terms = -F.binary_cross_entropy_with_logits(logits, x[rows].expand_as(logits), reduction="none")
+            terms = self.chain_terms(x[rows], list(range(self.n_ensemble)))
             pick = pick_by_prefix(terms, pattern, self.orders[:self.n_ensemble], generator)
             for k in pick.unique().tolist():
                 out.append((pattern, rows[pick == k], self.degrees(k)))
@@ -353,12 +357,12 @@ class MADE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n, generator=None):
         """``n`` draws from the ensemble's mixture: a mask chosen uniformly per sample."""
-        return _sample_components(self, [(self, self.degrees(k)) for k in range(self.n_ensemble)], n, generator)
+        return sample_components(self, [(self, self.degrees(k)) for k in range(self.n_ensemble)], n, generator)
 
 
 # -- shared by the mask ensemble and the mixture of separately trained MADEs ------------------------
 
-def _adamw(module: nn.Module, decay: float, lr: float) -> torch.optim.Optimizer:
+def adamw(module: nn.Module, decay: float, lr: float) -> torch.optim.Optimizer:
     """AdamW that decays the weight matrices (hidden, output, direct), never the biases."""
     matrices = [p for p in module.parameters() if p.dim() == 2]
     biases = [p for p in module.parameters() if p.dim() != 2]
@@ -410,7 +414,7 @@ def _clusters(groups: list) -> list[list]:
     return out
 
 
-def _group_steps(x: torch.Tensor, groups: list, generator: torch.Generator | None):
+def group_steps(x: torch.Tensor, groups: list, generator: torch.Generator | None):
     """Fill the rows of ``x`` by groups ``(pattern, rows, made, degrees)`` (rows sharing a known
     pattern, drawn by ``made`` in the ordering ``degrees``), yielding a :class:`CompletionStep`
     per drawn pixel. Groups of one pattern and one ordering (the same pixels in the same order,
@@ -433,18 +437,18 @@ def _group_steps(x: torch.Tensor, groups: list, generator: torch.Generator | Non
             yield CompletionStep(d, full, x, done, total)
 
 
-def _complete_groups(x: torch.Tensor, groups: list, generator: torch.Generator | None) -> torch.Tensor:
-    """What :func:`_group_steps` ends with (the same draws): when each pattern has one group,
+def complete_groups(x: torch.Tensor, groups: list, generator: torch.Generator | None) -> torch.Tensor:
+    """What :func:`group_steps` ends with (the same draws): when each pattern has one group,
     without the per-step bookkeeping."""
     if all(len(c) == 1 for c in _clusters(groups)):
         for pattern, rows, made, deg in groups:
             x[rows] = made._fill(x[rows], pattern, deg, generator)
         return x
-    return last_completion(_group_steps(x, groups, generator), x)
+    return last_completion(group_steps(x, groups, generator), x)
 
 
-def _sample_components(model: GenerativeModel, components: list, n: int,
-                       generator: torch.Generator | None) -> torch.Tensor:
+def sample_components(model: GenerativeModel, components: list, n: int,
+                      generator: torch.Generator | None) -> torch.Tensor:
     """``n`` draws from the equal-weight mixture of ``components``, ``(made, degrees)`` each: a
     component chosen uniformly per sample (no choice to draw when there is one)."""
     n = int(n)
@@ -461,119 +465,3 @@ def _sample_components(model: GenerativeModel, components: list, n: int,
         if len(rows):
             x[rows] = made._fill(x[rows], none, deg, generator)
     return x.reshape(n, *model.data_shape)
-
-
-#: the hyperparameters every member of a mixture shares (its mask seed is ``seed + k``)
-_MEMBER_HPARAMS = ("hidden", "layers", "seed", "weight_decay", "direct", "direct_l1", "dropout", "lr", "batch_size")
-
-
-@register
-class MADEMixture(GenerativeModel):
-    """An equal-weight mixture of ``members`` one-mask, raster-order MADEs, each with its own
-    weights and its own connectivity (member k's masks are drawn with seed ``seed + k``; the last
-    ``mirror`` of them read each row right to left, a second ordering that still puts the top
-    rows first):
-    ``p(x) = 1/K sum_k p_k(x)``, the mask ensemble of the MADE paper with a weight set per mask
-    instead of one shared by all. Trained here, every member learns its own likelihood from the
-    same batches (the loss is the members' mean NLL); ``main.py mixture`` assembles one from
-    MADEs trained separately (in parallel), which is the same thing. Completion of the rows
-    below the known ones draws each candidate's member from its posterior given the known
-    prefix, then lets that member draw the rest (with its fast incremental fill), so it samples
-    the mixture's own conditional."""
-
-    info = ModelInfo(
-        key="made-mixture",
-        name="MADE mixture",
-        group="Autoregressive",
-        description="An ensemble of one-mask MADEs, each with its own weights and connectivity: "
-                    "the mixture's likelihood is the mean of theirs (log-mean-exp). Exact "
-                    "likelihood; completion draws from the mixture's conditional.",
-        likelihood=Likelihood.EXACT,
-        data_kinds=(DataKind.BINARY_IMAGE,),
-        hparams=(
-            HParam("members", "int", 2, 1, 16, help="MADEs in the mixture, each with its own weights"),
-            HParam("mirror", "int", 0, 0, 16,
-                   help="how many of the members (the last ones) read each row right to left"),
-            *(h for h in MADE.info.hparams if h.name in _MEMBER_HPARAMS),
-        ),
-    )
-
-    def __init__(self, data_shape, hparams):
-        super().__init__(data_shape, hparams)
-        shared = {k: self.hparams[k] for k in _MEMBER_HPARAMS if k in self.hparams}
-        base = MADE.info.validate({k: v for k, v in shared.items() if k != "seed"})
-        n, mirrored = int(self.hparams["members"]), int(self.hparams.get("mirror", 0))
-        if mirrored > n:
-            raise ValueError(f"mirror: {mirrored} mirrored members of {n}")
-        self.members = nn.ModuleList(
-            MADE(self.data_shape, {**base, "seed": int(self.hparams["seed"]) + k, "mirror": k >= n - mirrored})
-            for k in range(n))
-
-    @staticmethod
-    def member_hparams(made_hparams: dict) -> dict:
-        """The mixture hyperparameters that a one-mask, raster MADE's imply (its seed as ``seed``)."""
-        return {k: made_hparams[k] for k in _MEMBER_HPARAMS if k in made_hparams}
-
-    def configure_optimizer(self, lr):
-        self.optimizer = _adamw(self, float(self.hparams.get("weight_decay", 0.0)), lr)
-        return self.optimizer
-
-    # -- likelihood ------------------------------------------------------------------------------
-    def _terms(self, x: torch.Tensor) -> torch.Tensor:
-        """Every member's chain-rule terms, (K, N, D), for flat ``x`` (N, D)."""
-        return torch.stack([-F.binary_cross_entropy_with_logits(m._logits(x, [0])[0], x, reduction="none")
-                            for m in self.members])
-
-    def member_log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """(K, N): each member's log-likelihood."""
-        x = self.check_batch(x)
-        return torch.stack([m.log_prob_masks(x, [0])[0] for m in self.members])
-
-    def log_prob(self, x):
-        lp = self.member_log_probs(x)
-        return torch.logsumexp(lp, 0) - math.log(len(lp))
-
-    def pixel_log_prob(self, x):
-        """(N, D) terms summing to ``log_prob``, as for the mask ensemble (see
-        :func:`mixture_pixel_terms`)."""
-        x = self.check_batch(x).reshape(len(x), self.dim)
-        return mixture_pixel_terms(self._terms(x))
-
-    def loss(self, batch):
-        """The members' mean loss: each learns its own likelihood (and pays its own penalties)."""
-        return torch.stack([m.loss(batch) for m in self.members]).mean()
-
-    # -- completion and sampling -------------------------------------------------------------------
-    @torch.no_grad()
-    def _groups(self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None) -> list:
-        patterns, which = torch.unique(known, dim=0, return_inverse=True)
-        out = []
-        for j, pattern in enumerate(patterns):
-            rows = torch.nonzero(which == j).flatten()
-            if pattern.all():
-                continue  # nothing to draw
-            ranks = torch.stack([m.orders[0] for m in self.members])
-            pick = pick_by_prefix(self._terms(x[rows]), pattern, ranks, generator)
-            for k in pick.unique().tolist():
-                member = self.members[k]
-                out.append((pattern, rows[pick == k], member, member.degrees(0)))
-        return out
-
-    @torch.no_grad()
-    def complete_steps(self, x, known, n=1, generator=None):
-        """Like ``complete``, one :class:`CompletionStep` per drawn pixel; the members' rows
-        advance together."""
-        x, known = self.completion_inputs(x, known, n)
-        yield from _group_steps(x, self._groups(x, known, generator), generator)
-
-    @torch.no_grad()
-    def complete(self, x, known, n=1, generator=None):
-        """``n`` candidates per row of ``x``, the ``known`` pixels kept exactly, the others drawn
-        in raster order from the mixture's conditional; returns (N * n, D)."""
-        x, known = self.completion_inputs(x, known, n)
-        return _complete_groups(x, self._groups(x, known, generator), generator)
-
-    @torch.no_grad()
-    def sample(self, n, generator=None):
-        """``n`` draws from the mixture: a member chosen uniformly per sample."""
-        return _sample_components(self, [(m, m.degrees(0)) for m in self.members], n, generator)

@@ -14,12 +14,14 @@ Sampling and completion walk the pixels once, carrying ``a`` along (O(H) per pix
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
+                           batch_size_hparam, lr_hparam)
 from core.registry import register
 
 #: rows per chunk in log_prob: keeps the (rows, D, H) hidden units near 2**19 floats (2 MiB), so
@@ -40,8 +42,8 @@ class NADE(GenerativeModel):
         data_kinds=(DataKind.BINARY_IMAGE,),
         hparams=(
             HParam("hidden", "int", 500, 1, 4096, log=True, help="hidden units (H)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 64, 1, 4096, help="examples per step"),
+            lr_hparam(),
+            batch_size_hparam(),
         ),
     )
 
@@ -86,34 +88,43 @@ class NADE(GenerativeModel):
         """Sample the unknown pixels in raster order, keeping the known ones, carrying the hidden
         pre-activation along (O(H) per pixel); one step per pixel drawn in some row."""
         x, known = self.completion_inputs(x, known, n)
-        d = self.dim
-        wt = self.W.t().contiguous()  # (D, H): row j is pixel j's input weights
-        v, b = self.V, self.b
-        a = self.c.expand(len(x), -1).clone()  # running pre-activation, (M, H)
-        all_known = known.all(0).tolist()
-        total, done, i = d - sum(all_known), 0, 0
-        while i < d:
-            if all_known[i]:  # a run of pixels known in every row: one matmul, nothing to draw
-                j = i
-                while j < d and all_known[j]:
-                    j += 1
-                a.addmm_(x[:, i:j], wt[i:j])
-                i = j
-                continue
-            p = torch.sigmoid(torch.sigmoid(a) @ v[i] + b[i])
-            draw = torch.bernoulli(p, generator=generator)
-            xi = torch.where(known[:, i], x[:, i], draw)
-            x[:, i] = xi
-            a.addr_(xi, wt[i])
-            done += 1
-            yield CompletionStep(i, p, x, done, total)
-            i += 1
+        yield from raster_fill(x, known, self.W, self.c.expand(len(x), -1).clone(), self.V, self.b, generator)
 
     @torch.no_grad()
     def sample(self, n, generator=None):
         zeros = torch.zeros(n, *self.data_shape, device=self.device)
         out = self.complete(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, generator)
         return out.reshape(n, *self.data_shape)
+
+
+def raster_fill(x: torch.Tensor, known: torch.Tensor, W: torch.Tensor, a: torch.Tensor, V: torch.Tensor,
+                b: torch.Tensor, generator: torch.Generator | None) -> Iterator[CompletionStep]:
+    """NADE's completion loop (conditional NADE's too): draw the pixels of ``x`` (M, D) not
+    ``known`` (bool (M, D)) in raster order, in place, carrying the running hidden pre-activation
+    ``a`` (M, H; updated in place) along: O(H) per pixel and row. ``W`` (H, D) and ``V`` (D, H)
+    are the input and readout weights, ``b`` the output biases, (D,) or one row per candidate
+    (M, D). Yields a :class:`CompletionStep` per pixel unknown in some row; returns ``x``."""
+    d = x.shape[1]
+    wt = W.t().contiguous()  # (D, H): row j is pixel j's input weights
+    all_known = known.all(0).tolist()
+    total, done, i = d - sum(all_known), 0, 0
+    while i < d:
+        if all_known[i]:  # a run of pixels known in every row: one matmul, nothing to draw
+            j = i
+            while j < d and all_known[j]:
+                j += 1
+            a.addmm_(x[:, i:j], wt[i:j])
+            i = j
+            continue
+        p = torch.sigmoid(torch.sigmoid(a) @ V[i] + b[..., i])
+        draw = torch.bernoulli(p, generator=generator)
+        xi = torch.where(known[:, i], x[:, i], draw)
+        x[:, i] = xi
+        a.addr_(xi, wt[i])
+        done += 1
+        yield CompletionStep(i, p, x, done, total)
+        i += 1
+    return x
 
 
 class _NADELogits(torch.autograd.Function):

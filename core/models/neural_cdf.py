@@ -26,8 +26,8 @@ import math
 import numpy as np
 import torch
 
-from core.models.inversion import check_points_1d
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, grid_points
+from core.models.inversion import CDFVisuals, check_points_1d
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, lr_hparam
 from core.registry import register
 
 _CELLS = 4096  # trapezoid cells over [lo, hi] for the normaliser, the CDF table and sampling
@@ -36,7 +36,7 @@ _PAD = 0.1  # padding of [lo, hi] beyond the data, as a fraction of the data's r
 
 
 @register
-class NeuralCDF(GenerativeModel):
+class NeuralCDF(CDFVisuals, GenerativeModel):
     info = ModelInfo(
         key="neural_cdf",
         name="Neural CDF regression",
@@ -56,16 +56,16 @@ class NeuralCDF(GenerativeModel):
             HParam("penalty", "float", 100.0, 0.0, 1e6,
                    help="weight of the penalty on decreasing steps of F (monotonicity)"),
             HParam("grid", "int", 256, 8, 8192, help="points of the grid the penalty checks"),
-            HParam("iters", "int", 100, 1, 1000, live=True, help="full-batch Adam iterations per training step"),
-            HParam("lr", "float", 2e-2, 1e-6, 1.0, log=True, live=True, help="learning rate"),
+            HParam("iters", "int", 100, 1, 1000, live=True, structural=False,
+                   help="full-batch Adam iterations per training step"),
+            lr_hparam(2e-2),
         ),
         full_batch=True,
     )
 
     def __init__(self, data_shape, hparams):
         super().__init__(data_shape, hparams)
-        if self.dim != 1:
-            raise ValueError(f"neural CDF regression takes 1D points, got data of shape {self.data_shape}")
+        self.check_point_dims((1,), "neural CDF regression")
         h, layers = int(hparams["hidden"]), int(hparams["layers"])
         mods: list[torch.nn.Module] = []
         d = 1
@@ -204,11 +204,3 @@ class NeuralCDF(GenerativeModel):
         right = hi - s * torch.log1p(-((m - a - float(cum[-1])) / b).clamp(0, 1 - 1e-16))
         x = torch.where(m < a, left, torch.where(m > a + float(cum[-1]), right, body))
         return x.float().reshape(-1, 1)
-
-    @torch.no_grad()
-    def visuals(self, n=64, generator=None, bounds=None, res=96):
-        out = super().visuals(n, generator, bounds, res)
-        if bounds is not None:
-            pts = torch.from_numpy(grid_points(bounds, res))
-            out.cdf = np.ascontiguousarray(self.cdf(pts).cpu().numpy(), dtype=np.float32)
-        return out

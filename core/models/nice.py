@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.models.realnvp import CouplingFlow, half_masks, mlp
-from core.protocol import DataKind, HParam, Likelihood, ModelInfo
+from core.protocol import DataKind, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
 from core.registry import register
 
 
@@ -53,8 +53,8 @@ class NICE(CouplingFlow):
             HParam("depth", "int", 3, 1, 8, help="hidden layers per coupling MLP"),
             HParam("prior", "choice", "normal", choices=("normal", "logistic"),
                    help="base density of z: standard normal or standard logistic (as in the paper)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 256, 1, 4096, help="examples per step"),
+            lr_hparam(),
+            batch_size_hparam(256),
         ),
     )
 

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, last_completion
+from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
+                           batch_size_hparam, last_completion, lr_hparam)
 from core.registry import register
 
 
@@ -91,8 +92,8 @@ class PixelCNN(GenerativeModel):
         hparams=(
             HParam("channels", "int", 64, 2, 512, log=True, help="feature maps between the blocks"),
             HParam("blocks", "int", 6, 0, 24, help="residual blocks (each a 3x3 type-B convolution)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 64, 1, 4096, help="examples per step"),
+            lr_hparam(),
+            batch_size_hparam(),
         ),
     )
 

@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
+                           batch_size_hparam, lr_hparam)
 from core.registry import register
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -78,8 +79,8 @@ class PixelRNN(GenerativeModel):
             HParam("row_hidden", "int", 256, 1, 4096, log=True,
                    help="hidden units of the masked layer within a row (K)"),
             HParam("width", "int", 0, 0, 4096, help="image width in pixels (0: square images)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
+            lr_hparam(),
+            batch_size_hparam(100),
         ),
     )
 

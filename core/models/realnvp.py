@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
 from core.registry import register
 
 LOG_2PI = math.log(2 * math.pi)
@@ -198,8 +198,8 @@ class RealNVP(CouplingFlow):
             HParam("clamp", "float", 3.0, 0.1, 20.0,
                    help="bound on each log-scale: s = c * tanh(s / c), so one layer scales by at most e^c"),
             HParam("actnorm", "bool", True, help="ActNorm before every coupling, initialised from the first batch"),
-            HParam("lr", "float", 2e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 256, 1, 4096, help="examples per step"),
+            lr_hparam(2e-3),
+            batch_size_hparam(256),
         ),
     )
 

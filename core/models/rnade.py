@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
 from core.registry import register
 
 LOG_2PI = math.log(2 * math.pi)
@@ -45,8 +45,8 @@ class RNADE(GenerativeModel):
             HParam("components", "int", 10, 1, 200, help="Gaussians in each conditional mixture (K)"),
             HParam("hidden", "int", 64, 1, 2048, log=True, help="units in the shared hidden layer"),
             HParam("depth", "int", 2, 1, 6, help="hidden layers (the first is NADE's shared one)"),
-            HParam("lr", "float", 3e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 256, 1, 4096, help="examples per step"),
+            lr_hparam(3e-3),
+            batch_size_hparam(256),
         ),
     )
 

@@ -52,7 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, last_completion
+from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
+                           batch_size_hparam, last_completion, lr_hparam)
 from core.registry import register
 
 
@@ -125,8 +126,8 @@ class WaveNet(GenerativeModel):
             HParam("skip_channels", "int", 64, 1, 1024, log=True, help="skip and output channels"),
             HParam("layers", "int", 6, 1, 14, help="dilated layers per stack: dilations 1, 2, ..., 2^(layers-1)"),
             HParam("stacks", "int", 2, 1, 8, help="stacks of dilated layers"),
-            HParam("lr", "float", 2e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 64, 1, 4096, help="sequences per step"),
+            lr_hparam(2e-3),
+            batch_size_hparam(help="sequences per step"),
         ),
     )
 
