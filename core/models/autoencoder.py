@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.models.vae import LATENT_HPARAMS, mlp
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
 from core.registry import register
 
 #: weight of the newest batch in the running code statistics
@@ -35,8 +35,8 @@ class Autoencoder(GenerativeModel):
         likelihood=Likelihood.NONE,
         data_kinds=(DataKind.BINARY_IMAGE,),
         hparams=LATENT_HPARAMS + (
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
+            lr_hparam(1e-3),
+            batch_size_hparam(100),
         ),
     )
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.models.vae import LATENT_HPARAMS, VAE
-from core.protocol import DataKind, HParam, Likelihood, ModelInfo, Visuals
+from core.models.vae import BOUND_HPARAMS, LATENT_HPARAMS, VAE
+from core.protocol import DataKind, HParam, Likelihood, ModelInfo, Visuals, batch_size_hparam, lr_hparam
 from core.registry import register
 
 
@@ -33,17 +33,9 @@ class ConditionalVAE(VAE):
         data_kinds=(DataKind.BINARY_IMAGE,),
         hparams=LATENT_HPARAMS + (
             HParam("classes", "int", 10, 2, 1000, help="number of classes (labels 0 .. classes-1)"),
-            HParam("objective", "choice", "elbo", choices=("elbo", "iwae"),
-                   help="training objective: the ELBO, or the IWAE bound with k samples"),
-            HParam("k", "int", 5, 1, 5000, log=True, help="importance samples per example when training on IWAE"),
-            HParam("eval_k", "int", 100, 1, 100000, log=True,
-                   help="importance samples in log_prob (the held-out bound): more is tighter and slower"),
-            HParam("warmup", "int", 0, 0, 10_000_000,
-                   help="KL warm-up: steps over which the KL weight rises linearly from 0 to 1 (0: none)"),
-            HParam("free_bits", "float", 0.0, 0.0, 10.0,
-                   help="nats of KL per latent dimension not penalised (ELBO objective; 0: none)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
+            *BOUND_HPARAMS,
+            lr_hparam(1e-3),
+            batch_size_hparam(100),
         ),
         conditional=True,
     )

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, Visuals
+from core.protocol import (DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, Visuals,
+                           batch_size_hparam, lr_hparam)
 from core.registry import register
 
 #: images in the fixed noise batch that the views show
@@ -82,8 +83,8 @@ GAN_IMAGE_HPARAMS = (
     HParam("latent", "int", 64, 1, 256, help="dimension of the generator's gaussian noise z"),
     HParam("channels", "int", 64, 8, 256, log=True, help="feature maps of the first layer (the second has twice)"),
     HParam("pack", "int", 1, 1, 8, help="images the discriminator judges together (PacGAN; 1: plain DCGAN)"),
-    HParam("lr", "float", 2e-4, 1e-6, 1.0, log=True, live=True, help="learning rate of both networks"),
-    HParam("batch_size", "int", 64, 2, 4096, help="real images per step"),
+    lr_hparam(2e-4, help="learning rate of both networks"),
+    batch_size_hparam(64, help="real images per step"),
 )
 
 

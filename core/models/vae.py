@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
 from core.registry import register
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -73,6 +73,23 @@ LATENT_HPARAMS = (
     HParam("layers", "int", 2, 1, 4, help="hidden layers in encoder and decoder"),
 )
 
+#: how a VAE (or conditional VAE) is trained and scored; none of them shapes the weights
+BOUND_HPARAMS = (
+    HParam("objective", "choice", "elbo", choices=("elbo", "iwae"),
+           help="training objective: the ELBO, or the IWAE bound with k samples", structural=False),
+    HParam("k", "int", 5, 1, 5000, log=True, help="importance samples per example when training on IWAE",
+           structural=False),
+    HParam("eval_k", "int", 100, 1, 100000, log=True,
+           help="importance samples in log_prob (the held-out bound): more is tighter and slower",
+           structural=False),
+    HParam("warmup", "int", 0, 0, 10_000_000,
+           help="KL warm-up: steps over which the KL weight rises linearly from 0 to 1 (0: none)",
+           structural=False),
+    HParam("free_bits", "float", 0.0, 0.0, 10.0,
+           help="nats of KL per latent dimension not penalised (ELBO objective; 0: none)",
+           structural=False),
+)
+
 
 @register
 class VAE(GenerativeModel):
@@ -86,17 +103,9 @@ class VAE(GenerativeModel):
         likelihood=Likelihood.LOWER_BOUND,
         data_kinds=(DataKind.BINARY_IMAGE,),
         hparams=LATENT_HPARAMS + (
-            HParam("objective", "choice", "elbo", choices=("elbo", "iwae"),
-                   help="training objective: the ELBO, or the IWAE bound with k samples"),
-            HParam("k", "int", 5, 1, 5000, log=True, help="importance samples per example when training on IWAE"),
-            HParam("eval_k", "int", 100, 1, 100000, log=True,
-                   help="importance samples in log_prob (the held-out bound): more is tighter and slower"),
-            HParam("warmup", "int", 0, 0, 10_000_000,
-                   help="KL warm-up: steps over which the KL weight rises linearly from 0 to 1 (0: none)"),
-            HParam("free_bits", "float", 0.0, 0.0, 10.0,
-                   help="nats of KL per latent dimension not penalised (ELBO objective; 0: none)"),
-            HParam("lr", "float", 1e-3, 1e-6, 1.0, log=True, live=True, help="learning rate"),
-            HParam("batch_size", "int", 100, 1, 4096, help="examples per step"),
+            *BOUND_HPARAMS,
+            lr_hparam(1e-3),
+            batch_size_hparam(100),
         ),
     )
 
