@@ -14,6 +14,7 @@ runs it off the GUI thread.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +25,7 @@ import torch
 from core import registry
 from core.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_checkpoint_meta
 from core.protocol import DataKind, GenerativeModel, Likelihood
+from core.training import clone_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = ROOT / "resources" / "weights"
@@ -133,6 +135,14 @@ def scan_weights(folder: Path, canvas_shape: tuple[int, int] = CANVAS_SHAPE) -> 
         models.append(CanvasModel(str(path), name, model, meta, path, meta.valid_percentiles,
                                   nll.nats if nll is not None else None))
     return models, problems
+
+
+def copied_now(model: GenerativeModel) -> Future:
+    """A done future of a copy of ``model`` (for a model that nothing trains; a trained one is
+    copied between two steps: :meth:`core.training.Trainer.request_copy`)."""
+    done: Future = Future()
+    done.set_result(clone_model(model))
+    return done
 
 
 def load_digits(path: Path = DIGITS_FILE) -> np.ndarray:
