@@ -273,6 +273,43 @@ def test_a_conditional_model_takes_the_chosen_digit(qtbot, panel):
     assert not panel.digit_combo.isEnabled()
 
 
+def test_one_job_at_a_time_and_a_failing_job_is_reported(qtbot, panel, monkeypatch):
+    e = choose(panel, "nade")
+    task = panel.complete()
+    assert isinstance(task, asyncio.Task) and panel.busy and not panel.sample_btn.isEnabled()
+    assert panel.sample() is None and "busy" in panel.message  # refused: no task, no boolean
+    wait(qtbot, task)
+    assert not panel.busy and panel.sample_btn.isEnabled()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("sampler broke")
+
+    monkeypatch.setattr(e.model, "sample", broken)
+    with qtbot.waitSignal(panel.error, timeout=20000) as blocker:
+        task = panel.sample()
+    assert blocker.args == ["Cannot sample", "RuntimeError: sampler broke"]
+    qtbot.waitUntil(task.done, timeout=5000)
+    assert not panel.busy and panel.complete_btn.isEnabled(), "the busy state ends with the failure"
+
+
+def test_the_widgets_follow_the_canvas_state(panel):
+    choose(panel, "made")  # order-agnostic: the region mode is allowed
+    panel.state.set_mode("region")
+    assert panel.mode_combo.currentData() == "region" and not panel.row_spin.isEnabled()
+    panel.state.set_tool("region")
+    assert panel.tool_buttons["region"].isChecked()
+    panel.mode_combo.setCurrentIndex(0)  # the combo drives the state as well
+    assert panel.state.mode == "rows" and panel.state.tool == "pen" and panel.tool_buttons["pen"].isChecked()
+    assert panel.row_spin.isEnabled()
+    panel.row_spin.setValue(9)
+    panel.brush_spin.setValue(2)
+    assert panel.state.row == 9 and panel.state.split_row == 9 and panel.state.brush == 2
+    panel.state.set_image(np.ones((H, W)))
+    assert panel.undo_btn.isEnabled() and not panel.redo_btn.isEnabled()
+    panel.undo()
+    assert not panel.undo_btn.isEnabled() and panel.redo_btn.isEnabled()
+
+
 # -- animation --------------------------------------------------------------------------------
 
 def test_animation_draws_pixel_by_pixel_and_shows_p(qtbot, panel):
