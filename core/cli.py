@@ -22,6 +22,7 @@ from core.device import select_device
 from core.evaluation import evaluate
 from core.policy import PolicyRun, TrainingPolicy
 from core.protocol import DataKind, Likelihood
+from core.readouts import nll_percentiles
 from core.training import Event, Snapshot, TrainConfig, Trainer
 
 
@@ -92,21 +93,6 @@ class ProgressBar:
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
-
-
-def valid_percentiles(model, x: np.ndarray, batch_size: int = 500) -> list[float]:
-    """The NLL (nats) of every held-out example at percentiles 0, 1, ..., 100: what the canvas's
-    anomaly score compares a drawing with."""
-    import torch
-
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            out.append(-model.log_prob(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).float()
-                                       .to(model.device)).double().cpu().numpy())
-    nll = np.concatenate(out)
-    return [float(v) for v in np.percentile(nll, np.arange(101))]
 
 
 def _make_model(args: argparse.Namespace, info, ds: datasets.Dataset, hp: dict) -> tuple:
@@ -188,7 +174,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.init:  # fine-tuned: how the starting weights were made, too
             extra["training"]["init"] = init_record
         if info.likelihood is not Likelihood.NONE and ds.kind is DataKind.BINARY_IMAGE:
-            extra["valid_nll_percentiles"] = valid_percentiles(model, ds.valid)
+            extra["valid_nll_percentiles"] = nll_percentiles(model, ds.valid).tolist()
         metrics = trainer.checkpoint_metrics()
         model.hparams["lr"] = base_lr  # the schedule's last value is no start for fine-tuning
         save_checkpoint(out, model, data=ds, step=result.get("best_step") or trainer.step,
@@ -235,7 +221,7 @@ def cmd_mixture(args: argparse.Namespace) -> int:
                               "threads": args.num_threads, "cpu_count": os.cpu_count(),
                               "members": [{"checkpoint": str(p), "training": meta.training,
                                            "valid": meta.raw.get("valid")} for p, _, meta in loaded]},
-                 "valid": result["valid"], "valid_nll_percentiles": valid_percentiles(mix, ds.valid)}
+                 "valid": result["valid"], "valid_nll_percentiles": nll_percentiles(mix, ds.valid).tolist()}
     tensors, meta = checkpoint_payload(mix, data=ds, metrics=result["valid"].metrics(),
                                               extra=extra)
     if args.half:

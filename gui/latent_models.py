@@ -15,7 +15,7 @@ from gui.latent_state import (TRAINING_KEY, LatentEntry, check_model, load_laten
 
 
 class ModelsMixin:
-    """Needs the panel's ``state``, ``entries``, ``model_combo``, ``models_label``, ``_run_job``,
+    """Needs the panel's ``state``, ``entries``, ``model_combo``, ``models_label``, ``jobs``,
     ``_activate``, ``_say`` and the callables it was given."""
 
     def reload_models(self) -> asyncio.Task | bool | None:
@@ -24,8 +24,8 @@ class ModelsMixin:
             return None
         self.loading = True
         self.models_label.setText(f"loading latent models from {self.weights_dir}…")
-        return self._run_job(scan_latent_weights, (self.weights_dir,), self._on_scanned, "Cannot load the models",
-                             self._on_scan_failed)
+        return self.jobs.run(scan_latent_weights, self.weights_dir, done=self._on_scanned,
+                             failed=self._on_scan_failed, title="Cannot load the models")
 
     def _on_scanned(self, result: tuple[list[LatentEntry], list[str], int]) -> None:
         found, problems, others = result
@@ -99,14 +99,8 @@ class ModelsMixin:
         if copy.done():
             self._take_training_copy(copy, model, ident)
         else:  # a step is in progress: the worker copies the model when it ends
-            task = asyncio.ensure_future(self._await_training_copy(copy, model, ident))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _await_training_copy(self, copy: Future, model, ident: tuple) -> None:
-        await asyncio.wrap_future(copy)
-        if not self._closed:
-            self._take_training_copy(copy, model, ident)
+            self.jobs.run(copy, done=lambda _clone: self._take_training_copy(copy, model, ident),
+                          title="Cannot take the Training tab's model")
 
     def _take_training_copy(self, copy: Future, model, ident: tuple) -> None:
         if ident != self._training_id:
@@ -140,7 +134,7 @@ class ModelsMixin:
     def open_checkpoint(self, path: str | Path) -> asyncio.Task | bool:
         """Load one checkpoint (off the GUI thread) and explore it; a wrong family or a model that
         does not fit its weights is a message."""
-        return self._run_job(load_latent_checkpoint, (path,), self._on_opened, "Cannot explore the checkpoint")
+        return self.jobs.run(load_latent_checkpoint, path, done=self._on_opened, title="Cannot explore the checkpoint")
 
     def _on_opened(self, entry: LatentEntry) -> None:
         self.entries = [e for e in self.entries if e.key != entry.key] + [entry]

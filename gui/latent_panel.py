@@ -10,8 +10,8 @@ or conditional GAN on 28x28 digits.
   GUI thread), encoding / projecting a drawing and interpolation (:mod:`gui.latent_tools`), and
   for conditional models the digit chooser and the ten digits in the current style.
 
-Work off the GUI thread goes through :meth:`LatentPanel._run_job`, timer-paced animation
-(projection steps, interpolation playback) through :class:`_Puller`: one place each.
+Work off the GUI thread goes through the shared task helper (:class:`gui.jobs.Jobs`), timer-paced
+animation (projection steps, interpolation playback) through the shared :class:`gui.jobs.PacedPuller`.
 """
 
 from __future__ import annotations
@@ -23,83 +23,27 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
 from core import latent
 from core.latent import LatentError
 from core.protocol import GenerativeModel
-from gui.jobs import in_thread
+from core.readouts import DEFAULT_WEIGHTS, DIGITS_FILE
+from gui.jobs import Jobs, PacedPuller, error_message
 from gui.latent_map import LatentMap
 from gui.latent_models import ModelsMixin
 from gui.latent_sliders import LatentSliders
 from gui.latent_state import (CLASSES, MAP_N, LatentEntry, LatentState, MapResult, compute_map, decode_digits,
                               read_digit_labels)
-from gui.latent_tools import EncodeBox, InterpolateBox, ToolsMixin
+from gui.latent_tools import PULL_BUDGET_S, EncodeBox, InterpolateBox, ToolsMixin
 from gui.latent_views import ImageStrip
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "resources" / "weights"
-DIGITS_FILE = ROOT / "resources" / "digits" / "valid_sample.npz"
 FOLLOW_MS = 1000  # how often the Training tab's model is looked at while this tab is shown
 ROW_MS = 40  # the ten-digit row and the timing label redraw at most this often while dragging
 MAP_DEBOUNCE_MS = 150  # the map redraws this long after the other dimensions stop moving
 
-
-class _Puller(QObject):
-    """Pulls an iterator on a timer, showing the last item each tick (items pulled for at most
-    ``budget_s``, at least one): the projection's steps, an interpolation's frames."""
-
-    def __init__(self, parent: QObject):
-        super().__init__(parent)
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self._tick)
-        self._items: Iterator[Any] | None = None
-        self._show: Callable[[Any], None] | None = None
-        self._done: Callable[[], None] | None = None
-        self._failed: Callable[[Exception], None] | None = None
-        self._budget = 0.0
-
-    @property
-    def running(self) -> bool:
-        return self._items is not None
-
-    def start(self, items: Iterator[Any], show: Callable[[Any], None], done: Callable[[], None],
-              failed: Callable[[Exception], None], interval_ms: int, budget_s: float = 0.0) -> None:
-        self.stop()
-        self._items, self._show, self._done, self._failed = items, show, done, failed
-        self._budget = budget_s
-        self.timer.setInterval(interval_ms)
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
-        items, self._items = self._items, None
-        if items is not None and hasattr(items, "close"):
-            items.close()  # a generator's finally runs now (the projection restores its model)
-
-    @Slot()
-    def _tick(self) -> None:
-        if self._items is None:
-            return
-        deadline, last, finished = time.perf_counter() + self._budget, None, False
-        try:
-            while True:
-                last = (next(self._items),)
-                if time.perf_counter() >= deadline:
-                    break
-        except StopIteration:
-            finished = True
-        except Exception as exc:
-            self.stop()
-            self._failed(exc)
-            return
-        if last is not None:
-            self._show(last[0])
-        if finished:
-            self.stop()
-            self._done()
 
 
 class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
@@ -141,9 +85,9 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         self._wanted_key: str | None = None
         self._map_busy = self._map_again = self._map_prepare = False
         self._map_base: np.ndarray | None = None
-        self._tasks: set[asyncio.Task] = set()
         self._closed = False
-        self.puller = _Puller(self)
+        self.jobs = Jobs(self._report_error)
+        self.puller = PacedPuller(self, budget_s=PULL_BUDGET_S)
         self._build()
         self._row_timer = QTimer(self, singleShot=True, interval=ROW_MS)
         self._row_timer.timeout.connect(self._refresh_row)
@@ -383,7 +327,8 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         dims = self.state.dims if self.state.dim >= 2 else None
         args = (e.model, self._map_base, dims, self.state.extent, self.state.digit_or_none(), MAP_N,
                 self.digits() if prepare else None, self._labels, prepare)
-        return self._run_job(compute_map, args, self._on_map, "Cannot draw the map", self._on_map_failed)
+        return self.jobs.run(compute_map, *args, done=self._on_map, failed=self._on_map_failed,
+                             title="Cannot draw the map")
 
     def _on_map(self, r: MapResult) -> None:
         self._map_busy = False
@@ -430,47 +375,31 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         self._update_controls()
 
     # -- jobs, messages, controls ----------------------------------------------------------------
-    def _run_job(self, fn: Callable[..., Any], args: tuple, done: Callable[[Any], None], title: str,
-                 failed: Callable[[str], None] | None = None) -> asyncio.Task | bool:
-        """Run ``fn(*args)`` off the GUI thread and hand its result to ``done`` here; an error
-        becomes a message (and ``failed``). Without a running event loop it runs right here."""
-        def fail(exc: Exception) -> None:
-            message = self._fail(title, exc)
-            if failed is not None:
-                failed(message)
+    def _animate(self, items: Iterator[Any], show: Callable[[Any], None], done: Callable[[], None],
+                 title: str, rate: float | None) -> None:
+        """Play ``items`` through the paced puller, ``rate`` a second (None: as many as a tick's
+        budget allows), showing the last one pulled at each tick; ``done()`` after the last."""
+        last: list[Any] = []
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            try:
-                result = fn(*args)
-            except Exception as exc:
-                fail(exc)
-                return False
-            done(result)
-            return True
+        def on_item(item: Any) -> bool:
+            last[:] = [item]
+            return False
 
-        async def job() -> None:
-            try:
-                result = await in_thread(fn, *args)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not self._closed:
-                    fail(exc)
-                return
-            if not self._closed:
-                done(result)
+        def on_pulled(_n: int, finished: bool) -> None:
+            if last:
+                show(last[0])
+            if finished:
+                done()
 
-        task = asyncio.ensure_future(job())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        self.puller.start(items, lambda: rate, on_item, on_pulled, lambda exc: self._fail(title, exc))
+
+    def _report_error(self, title: str, message: str) -> None:
+        self._fail(title, LatentError(message))
 
     def _fail(self, title: str, exc: Exception) -> str:
         """Show why something failed; the error signal (a message box) once per distinct message,
         so that dragging a slider over a broken model does not pile up boxes."""
-        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        message = error_message(exc)
         self._say(message)
         if message != self._last_error:
             self._last_error = message
@@ -533,5 +462,4 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         for timer in (self._row_timer, self._map_timer, self._follow_timer):
             timer.stop()
         self.puller.stop()
-        for task in list(self._tasks):
-            task.cancel()
+        self.jobs.close()

@@ -94,7 +94,7 @@ class InterpolateBox(QGroupBox):
 
 class ToolsMixin:
     """Encoding, projection and interpolation, as a mixin of :class:`gui.latent_panel.LatentPanel`
-    (its ``state``, ``map``, ``encode_box``, ``interp_box``, ``puller``, ``_run_job``, ``_fail``)."""
+    (its ``state``, ``map``, ``encode_box``, ``interp_box``, ``jobs``, ``_animate``, ``_fail``)."""
 
     # -- encoding --------------------------------------------------------------------------------
     def _on_encode_drawing(self) -> None:
@@ -136,14 +136,12 @@ class ToolsMixin:
         if not e.has_encoder:
             items = latent.project(e.model, x, self.state.digit_or_none(), steps=PROJECT_STEPS)
             self.encode_box.result_label.setText("projecting…")
-            self.puller.start(items, self._on_projection_step, self._on_projection_done,
-                              functools.partial(self._fail, "Projection failed"),
-                              max(10, int(1000 / self.fps)), PULL_BUDGET_S)
+            self._animate(items, self._on_projection_step, self._on_projection_done, "Projection failed", None)
             self._update_controls()
             return True
         self.encode_box.result_label.setText("encoding…")
-        return self._run_job(latent.encode_drawing, (e.model, x, self.state.digit_or_none(), IWAE_K),
-                             functools.partial(self._on_encoded, e.model), "Cannot encode the drawing")
+        return self.jobs.run(latent.encode_drawing, e.model, x, self.state.digit_or_none(), IWAE_K,
+                             done=functools.partial(self._on_encoded, e.model), title="Cannot encode the drawing")
 
     def _on_encoded(self, model: GenerativeModel, enc: latent.Encoding) -> None:
         e = self.entry
@@ -219,8 +217,8 @@ class ToolsMixin:
         self.frames = path
         self.interp_box.strip.set_images(images)
         self.map.show_path(path)
-        self.puller.start(iter(range(len(path))), self._show_frame, self._on_play_done,
-                          functools.partial(self._fail, "Animation failed"), FRAME_MS)
+        self._animate(iter(range(len(path))), self._show_frame, self._on_play_done, "Animation failed",
+                      1000.0 / FRAME_MS)
         self._update_controls()
         return True
 

@@ -4,6 +4,7 @@ controls (right), status bar with device and speed. Talks only to core."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 from concurrent.futures import Future
@@ -16,17 +17,17 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QLabel, QMainWi
 
 from core import data as datasets
 from core import registry
-from core.checkpoint import CheckpointError, checkpoint_payload, load_checkpoint, write_checkpoint
 from core.control import Frame
 from core.device import select_device
-from core.evaluation import evaluate
 from core.training import Event, TrainConfig, Trainer, clone_model
 from core.protocol import DataKind, GenerativeModel
+from core.readouts import DEFAULT_WEIGHTS, load_digits
 from gui import APP_NAME, ORG_NAME
-from gui.canvas import DEFAULT_WEIGHTS, CanvasPanel, load_digits
+from gui.canvas import CanvasPanel
 from gui.latent_panel import LatentPanel
 from gui.sequence_panel import SequencePanel
-from gui.jobs import ProgressJob, in_thread
+from gui.jobs import Jobs, ProgressDialog
+from gui.model_actions import ModelActions
 from gui.model_picker import ModelPicker
 from gui.playground import PlaygroundPanel
 from gui.train_panel import TrainPanel
@@ -40,7 +41,7 @@ def app_data_dir() -> Path:
     return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ModelActions, QMainWindow):
     def __init__(self, settings: QSettings | None = None, fps: float = 30.0):
         super().__init__()
         self.setObjectName("mainWindow")
@@ -54,7 +55,7 @@ class MainWindow(QMainWindow):
         self._data_key: tuple | None = None
         self.last_error: str | None = None
         self.error_boxes: list[QMessageBox] = []
-        self._tasks: set[asyncio.Task] = set()
+        self.jobs = Jobs(self.show_error)  # loading, saving, sampling, evaluating: off the GUI thread
 
         self.picker = ModelPicker()
         self.panel = TrainPanel()
@@ -290,13 +291,11 @@ class MainWindow(QMainWindow):
                 if copy.done():
                     self._take_sequence_model(copy, model, ident)
                 else:  # a step is in progress: the worker copies the model when it ends
-                    self._spawn(self._await_sequence_model(copy, model, ident))
+                    self.jobs.run(copy, done=lambda _clone: self._take_sequence_model(copy, model, ident),
+                                  failed=lambda _message: self._take_sequence_model(copy, model, ident),
+                                  title="Sequences: cannot take the Training tab's model")
         elif self.sequences.model is None:
             self.sequences.load_weights(DEFAULT_WEIGHTS)
-
-    async def _await_sequence_model(self, copy: Future, model: GenerativeModel, ident: tuple[int, int]) -> None:
-        await asyncio.wrap_future(copy)
-        self._take_sequence_model(copy, model, ident)
 
     def _take_sequence_model(self, copy: Future, model: GenerativeModel, ident: tuple[int, int]) -> None:
         if ident != self._sequence_model_id:
@@ -333,7 +332,7 @@ class MainWindow(QMainWindow):
 
     def canvas_drawing(self):
         """The Canvas tab's drawing (H, W) uint8, for the Latent space tab to encode."""
-        return self.canvas.canvas.image.copy()
+        return self.canvas.state.image.copy()
 
     def copy_model(self, model: GenerativeModel) -> Future:
         """A future of a copy of ``model`` (CPU, eval mode). While it trains, the worker owns it:
@@ -357,61 +356,72 @@ class MainWindow(QMainWindow):
     def _forget_box(self, _result: int) -> None:
         self.error_boxes = [b for b in self.error_boxes if b.isVisible()]
 
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    # -- training --------------------------------------------------------------------------------
+    # -- training ---------------------------------------------------------------------------------
     @Slot()
     def train(self) -> asyncio.Task | None:
+        """Load the data set off the GUI thread, then start training: the job's task, or None when
+        training runs already or the form is not valid (the error is shown)."""
         if self.session is not None and self.session.running:
             return None
         self.panel.train_btn.setEnabled(False)
-        return self._spawn(self._start_training())
+        try:
+            key, name = self.panel.family, self.panel.data_name()
+            if key is None or name is None:
+                raise ValueError("pick a model and a data set first")
+            hp = registry.info(key).validate(self.panel.hparams())
+        except Exception as exc:
+            self.panel.set_state("idle")
+            self.show_error("Cannot train", str(exc))
+            return None
+        load, data_key, dialog = self._dataset_loader(name)
 
-    async def _load_dataset(self, name: str) -> datasets.Dataset:
+        def loaded(ds: datasets.Dataset) -> None:
+            if dialog is not None:
+                dialog.close()
+            self._data_key = data_key
+            self._start_training(key, hp, ds)
+
+        def failed(_message: str) -> None:
+            if dialog is not None:
+                dialog.close()
+            self.panel.set_state("idle")
+
+        return self.jobs.run(load, done=loaded, failed=failed, title="Cannot train")
+
+    def _dataset_loader(self, name: str) -> tuple:
+        """(a blocking function returning the data set, its key, the download's progress dialog
+        or None); the data set in hand when the key is the same."""
         path = self.panel.data_path.text().strip() or None
         info = datasets.DATASETS[name]
         if not info.needs_file:
             path = None
         key = (name, path, self.panel.seed.value())
         if self.dataset is not None and self._data_key == key:
-            return self.dataset
+            ds = self.dataset
+            return (lambda: ds), key, None
         if info.needs_file and path is None:
-            ds = await ProgressJob(self, "Data", f"Getting {name}").run(datasets.load, name)
-        else:
-            ds = await in_thread(datasets.load, name, path, seed=key[2])
-        self._data_key = key
-        return ds
+            dialog = ProgressDialog(self, "Data", f"Getting {name}")
+            return functools.partial(datasets.load, name, progress=dialog.report, cancelled=dialog.cancelled), key, dialog
+        return functools.partial(datasets.load, name, path, seed=key[2]), key, None
 
-    async def _start_training(self) -> None:
-        try:
-            key, name = self.panel.family, self.panel.data_name()
-            if key is None or name is None:
-                raise ValueError("pick a model and a data set first")
-            info = registry.info(key)
-            hp = info.validate(self.panel.hparams())
-            ds = await self._load_dataset(name)
-            same = (self.model is not None and self.model.info.key == key and self.dataset is not None
-                    and self.dataset.shape == ds.shape and not info.structure_changes(self.model.hparams, hp))
-            if same:  # training goes on: only what does not shape the model may change
-                self.model.hparams.update({h.name: hp[h.name] for h in info.all_hparams() if not h.structural})
-                model, start = self.model, self.model_step
-            else:
-                model, start = registry.create(key, ds.shape, ds.kind, **hp), 0
-                self.training_view.reset()
-            autosave = app_data_dir() / "autosave" / f"{key}-{ds.name}.safetensors"
-            cfg = TrainConfig(epochs=self.panel.epochs.value(), seed=self.panel.seed.value(),
-                              device=self.panel.device(), eval_every=200, checkpoint_path=autosave,
-                              checkpoint_every=1000)
-            trainer = Trainer(model, ds, cfg, start_step=start)
-            cfg.max_steps = start + trainer.total_steps  # epochs more, from where it stands
-        except Exception as exc:
-            self.panel.set_state("idle")
-            self.show_error("Cannot train", str(exc))
-            return
+    def _start_training(self, key: str, hp: dict, ds: datasets.Dataset) -> None:
+        """Build the trainer (a new model, or the current one continued) and start it. An
+        exception here fails the training job: the error is shown and the panel goes idle."""
+        info = registry.info(key)
+        same = (self.model is not None and self.model.info.key == key and self.dataset is not None
+                and self.dataset.shape == ds.shape and not info.structure_changes(self.model.hparams, hp))
+        if same:  # training goes on: only what does not shape the model may change
+            self.model.hparams.update({h.name: hp[h.name] for h in info.all_hparams() if not h.structural})
+            model, start = self.model, self.model_step
+        else:
+            model, start = registry.create(key, ds.shape, ds.kind, **hp), 0
+            self.training_view.reset()
+        autosave = app_data_dir() / "autosave" / f"{key}-{ds.name}.safetensors"
+        cfg = TrainConfig(epochs=self.panel.epochs.value(), seed=self.panel.seed.value(),
+                          device=self.panel.device(), eval_every=200, checkpoint_path=autosave,
+                          checkpoint_every=1000)
+        trainer = Trainer(model, ds, cfg, start_step=start)
+        cfg.max_steps = start + trainer.total_steps  # epochs more, from where it stands
         self.model, self.dataset = model, ds
         self.session = TrainingSession(trainer, fps=self.fps, parent=self, policy=self.panel.policy())
         self.panel.show_schedule(*self.session.runs[0].curve())
@@ -492,115 +502,8 @@ class MainWindow(QMainWindow):
                 text += f" ({self.session.stop_reason})"
             self.statusBar().showMessage(text, 10000)
 
-    # -- checkpoints, evaluation, sampling (coroutines) ------------------------------------------
-    @Slot()
-    def _ask_save(self) -> None:
-        if self.model is None:
-            self.show_error("Nothing to save", "Train or load a model first.")
-            return
-        default = str(app_data_dir() / f"{self.model.info.key}.safetensors")
-        path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint", default, "Checkpoints (*.safetensors)")
-        if path:
-            self.save(path if path.endswith(".safetensors") else path + ".safetensors")
-
-    def save(self, path: str | Path) -> asyncio.Task | None:
-        """Save the current model. While training runs (paused or not) the worker owns it: the
-        trainer copies the weights between two steps; otherwise they are copied here. Either
-        way they are written off the GUI thread."""
-        if self.model is None:
-            self.show_error("Nothing to save", "Train or load a model first.")
-            return None
-        trainer = self.session.trainer if self.session is not None else None
-        if trainer is not None and self.session.running and trainer.model is self.model:
-            payload = trainer.request_payload()
-        else:
-            payload = Future()
-            payload.set_result(checkpoint_payload(self.model, data=self.dataset, step=self.model_step,
-                                                  metrics=trainer.checkpoint_metrics() if trainer else {}))
-        return self._spawn(self._write(path, payload))
-
-    async def _write(self, path, payload: Future) -> None:
-        try:
-            tensors, meta = await asyncio.wrap_future(payload)
-            written = await in_thread(write_checkpoint, path, tensors, meta)
-            self.statusBar().showMessage(f"saved {written}", 5000)
-        except (OSError, CheckpointError) as exc:
-            self.show_error("Could not save", str(exc))
-
-    @Slot()
-    def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", str(app_data_dir()),
-                                              "Checkpoints (*.safetensors)")
-        if path:
-            self.load(path)
-
-    def load(self, path: str | Path) -> asyncio.Task | None:
-        if self.session is not None and self.session.running:
-            self.show_error("Busy", "Stop training before loading a checkpoint.")
-            return None
-        return self._spawn(self._load(path))
-
-    async def _load(self, path) -> None:
-        try:
-            model, meta = await in_thread(load_checkpoint, path)
-        except CheckpointError as exc:
-            self.show_error("Could not load the checkpoint", str(exc))
-            return
-        self.picker.select(model.info.key)
-        self.panel.set_hparams(model.hparams)
-        self.model, self.model_step = model, meta.step
-        if self.dataset is not None and self.dataset.name != meta.data_name:
-            self.dataset = None
-        i = self.panel.data_combo.findData(meta.data_name)
-        if i >= 0:
-            self.panel.data_combo.setCurrentIndex(i)
-        self.training_view.reset()
-        for w in meta.warnings:
-            self.statusBar().showMessage(w, 8000)
-        self.statusBar().showMessage(f"loaded {Path(path).name}: {model.info.name}, step {self.model_step}", 8000)
-        await self._sample(model, meta.image_shape)
-
-    @Slot()
-    def sample(self) -> asyncio.Task | None:
-        if self.model is None or (self.session is not None and self.session.running):
-            return None
-        shape = self.dataset.image_shape if self.dataset else None
-        return self._spawn(self._sample(self.model, shape))
-
-    async def _sample(self, model: GenerativeModel, image_shape) -> None:
-        sequence = DataKind.SEQUENCE in model.info.data_kinds
-        if not (image_shape or sequence) or "sample" not in model.capabilities():
-            self.statusBar().showMessage(f"{model.info.name} cannot draw samples here "
-                                         "(the density playground shows point models)", 4000)
-            return
-        try:
-            arrays = await in_thread(model.visuals, 16 if sequence else 64)
-        except Exception as exc:
-            self.show_error("Could not sample", f"{type(exc).__name__}: {exc}")
-            return
-        samples = arrays.samples
-        if sequence:
-            self.training_view.show_curves(samples, f"{len(samples)} samples from {model.info.name}")
-            return
-        self.training_view.show_samples(samples, tuple(image_shape), f"{len(samples)} samples from {model.info.name}",
-                                        labels=arrays.sample_labels)
-
-    @Slot()
-    def evaluate(self) -> asyncio.Task | None:
-        if self.model is None or self.dataset is None or (self.session is not None and self.session.running):
-            self.statusBar().showMessage("train or load a model, with its data set, first", 4000)
-            return None
-        return self._spawn(self._evaluate())
-
-    async def _evaluate(self) -> None:
-        try:
-            labels = self.dataset.valid_labels if self.model.info.conditional else None  # p(x | y)
-            nll = await in_thread(evaluate, self.model, self.dataset.valid, labels=labels)
-        except Exception as exc:
-            self.show_error("Could not evaluate", f"{type(exc).__name__}: {exc}")
-            return
-        self.statusBar().showMessage(f"held-out NLL {nll.nats:.2f} nats ({nll.bits_per_dim:.4f} bits/dim) on "
-                                     f"{nll.n} examples", 15000)
+    def _app_data_dir(self) -> Path:
+        return app_data_dir()
 
     # -- closing ---------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -614,8 +517,8 @@ class MainWindow(QMainWindow):
         self.canvas.shutdown()
         self.latent.shutdown()
         self.sequences.stop()
-        for task in list(self._tasks):
-            task.cancel()
+        self.playground.jobs.close()
+        self.jobs.close()
         self.save_settings()
         super().closeEvent(event)
 

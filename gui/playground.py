@@ -8,7 +8,6 @@ list, the run controls and the training session."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import math
 from typing import Any
@@ -30,7 +29,7 @@ from core.protocol import DataKind, Visuals, grid_points
 from gui.comparison_view import TABLE_COLUMNS, ComparisonView, format_rows
 from gui.density_tiles import RES, Tile
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
-from gui.jobs import in_thread
+from gui.jobs import Jobs
 from gui.point_data import PAINTED, PointDataControls
 from gui.style import COLORS
 from gui.worker import TrainingSession
@@ -54,6 +53,7 @@ class PlaygroundPanel(QWidget):
         self.curves: list[list[tuple[float, float]]] = []
         self.repaints = 0
         self.running_keys: list[str] = []
+        self.jobs = Jobs(self.error.emit)
         self._build()
         self._timer = QTimer(self)
         # a little faster than the target rate, so that timer jitter never drops it below: a
@@ -424,20 +424,16 @@ class PlaygroundPanel(QWidget):
         self._set_entropy(entropy)
         if not computed:
             # Monte Carlo over the true density: ~0.6 s for moons and circles, so off the GUI thread
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:  # no event loop (a script): compute it here
-                self._set_entropy(datasets.dataset_true_entropy(ds, n_mc=50_000))
-            else:
-                self._entropy_task = asyncio.ensure_future(self._compute_entropy(ds))
+            self._entropy_task = self.jobs.run(datasets.dataset_true_entropy, ds, 50_000,
+                                               done=lambda value: self._entropy_computed(ds, value),
+                                               title="Cannot compute the true entropy")
         self.rows = [{"model": registry.info(k).name, "key": k, "nll": None, "step": 0, "ms": None,
                       "covered": None, "n_modes": None, "hq": None} for k in keys]
         self._nll_dirty = True
         self._fill_table()
 
-    async def _compute_entropy(self, ds) -> None:
-        value = await in_thread(datasets.dataset_true_entropy, ds, 50_000)  # cached on ds
-        if ds is self.dataset:
+    def _entropy_computed(self, ds, value: float | None) -> None:
+        if ds is self.dataset:  # the value is cached on ds as well
             self._set_entropy(value)
 
     def _set_entropy(self, entropy: float | None) -> None:

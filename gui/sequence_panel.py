@@ -4,8 +4,9 @@ step, optionally continuing a real held-out sequence.
 A self-contained widget: give it a weights folder (it loads the first sequence model it finds
 there, ``wavenet-waves.safetensors`` first) or any SEQUENCE model with ``complete_steps`` through
 :meth:`SequencePanel.set_model`. **Sample** starts ``model.complete_steps`` on the GUI thread;
-a QTimer pulls from it at the chosen speed (1 ... 1024 steps a second, or full speed) and never
-for longer than a time budget per tick, so the window stays smooth whatever the model's cost.
+the paced puller of :mod:`gui.jobs` pulls from it at the chosen speed (1 ... 1024 steps a second,
+or full speed) and never for longer than a time budget per tick, so the window stays smooth
+whatever the model's cost.
 Each tick redraws the candidates' curves (``setData``), the primed prefix, the real continuation
 (dashed) and, beside the curves on the same value axis, the next step's distribution of every
 candidate as a heat strip (one column per candidate; the step's ``p`` is (M, levels), spread over
@@ -14,22 +15,20 @@ each bin's value range, so mu-law bins land where they belong).
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QRectF, Qt, QTimer, Slot
+from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSlider,
                                QSpinBox, QVBoxLayout, QWidget)
 
 from core import data as datasets
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from core.protocol import CompletionStep, DataKind, GenerativeModel
+from gui.jobs import PacedPuller
 from gui.style import COLORS
 
 MAX_CANDIDATES = len(COLORS)
@@ -71,21 +70,17 @@ class SequencePanel(QWidget):
         self.model: GenerativeModel | None = None
         self.valid: np.ndarray | None = None  # real held-out sequences, for the prime
         self.budget_s = budget_ms / 1000.0
-        self._steps: Iterator[CompletionStep] | None = None
         self._x: np.ndarray | None = None  # (M, T) candidates drawn so far
         self._p: np.ndarray | None = None  # (M, levels) the last step's distribution
         self._t = -1  # the last time step drawn
         self._prefix = 0
-        self._credit = 0.0  # steps owed at the chosen speed
-        self._last_tick = 0.0
+        self._last: CompletionStep | None = None  # the last step pulled
         self._row_bins: np.ndarray | None = None  # (STRIP_ROWS,) bin of each strip row
         self._row_scale: np.ndarray | None = None  # (levels,) 1 / bin width
         self.drawn = 0  # steps drawn in the current run
         self._strip_columns = 0
         self._build()
-        self._timer = QTimer(self)
-        self._timer.setInterval(tick_ms)
-        self._timer.timeout.connect(self._tick)
+        self.puller = PacedPuller(self, tick_ms, self.budget_s)
         self._set_running(False)
         if weights_dir is not None:
             self.load_weights(weights_dir)
@@ -263,7 +258,7 @@ class SequencePanel(QWidget):
     @Slot(int)
     def _on_prime_changed(self, _value: int = 0) -> None:
         self._update_prime_widgets()
-        if self._steps is None:  # a preview of the prime; a running animation keeps its own
+        if not self.puller.running:  # a preview of the prime; a running animation keeps its own
             self._x, self._p, self._t = None, None, -1
             self._prefix = self.prime_length()
             self._redraw()
@@ -271,7 +266,7 @@ class SequencePanel(QWidget):
     # -- animation -------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._steps is not None
+        return self.puller.running
 
     @property
     def current_step(self) -> int:
@@ -305,36 +300,27 @@ class SequencePanel(QWidget):
             known[0, :self._prefix] = True
         gen = torch.Generator(device=self.model.device).manual_seed(int(self.seed.value()))
         try:
-            self._steps = self.model.complete_steps(x.to(self.model.device), known.to(self.model.device), m, gen)
+            steps = self.model.complete_steps(x.to(self.model.device), known.to(self.model.device), m, gen)
         except (ValueError, NotImplementedError) as exc:
             self.status.setText(f"Cannot sample: {exc}")
             return
         self._x = np.zeros((m, length), np.float32)
         self._x[:, :self._prefix] = x[0, :self._prefix].numpy()
         self._p, self._t, self.drawn = None, self._prefix - 1, 0
-        self._credit, self._last_tick = 1.0, time.perf_counter()  # the first step comes at once
+        self.puller.start(steps, lambda: speed_of(self.speed.value()), self._take, self._pulled, self._failed)
         self._set_running(True)
         self.status.setText(f"Drawing {m} candidate(s) from step {self._prefix}…")
         self._redraw()
-        self._timer.start()
 
     @Slot()
     def stop(self) -> None:
         """Stop the animation where it is; the curves stay."""
-        if self._steps is None:
+        if not self.puller.running:
             return
-        self._timer.stop()
-        self._steps.close()
-        self._steps = None
+        self.puller.stop()
         self._set_running(False)
         if self.model is not None:
             self.status.setText(f"Stopped at step {self._t + 1} of {self.model.data_shape[0]}.")
-
-    def _finish(self, message: str) -> None:
-        self._timer.stop()
-        self._steps = None
-        self._set_running(False)
-        self.status.setText(message)
 
     def _set_running(self, running: bool) -> None:
         self.sample_btn.setEnabled(not running and self.model is not None)
@@ -344,48 +330,31 @@ class SequencePanel(QWidget):
         if not running:
             self._update_prime_widgets()
 
-    @Slot()
-    def _tick(self) -> None:
-        """Pull the steps due at the chosen speed, for at most the time budget, then redraw."""
-        if self._steps is None:
-            return
-        now = time.perf_counter()
-        rate = speed_of(self.speed.value())
-        if rate is None:
-            allowance = math.inf
-        else:
-            # steps owed since the last tick; a slow tick does not build up a burst to catch up
-            self._credit = min(self._credit + (now - self._last_tick) * rate, max(1.0, rate * 0.1))
-            allowance = math.floor(self._credit)
-        self._last_tick = now
-        deadline = now + self.budget_s
-        last, pulled, exhausted = None, 0, False
-        try:
-            # at least one step per tick when one is due, however slow the model
-            while pulled < allowance and (pulled == 0 or time.perf_counter() < deadline):
-                last = next(self._steps)
-                pulled += 1
-        except StopIteration:
-            exhausted = True
-        except Exception as exc:  # a model that fails mid-way: say so, keep the window alive
-            self._steps = None
-            self._finish(f"Sampling failed: {type(exc).__name__}: {exc}")
-            return
-        finally:
-            if rate is not None:
-                self._credit -= pulled
+    def _take(self, step: CompletionStep) -> bool:
+        """One step pulled (only the last of a tick is drawn); True when it is the last."""
+        self._last = step
+        return step.done >= step.total
+
+    def _pulled(self, pulled: int, finished: bool) -> None:
+        """Draw the last step pulled in this tick."""
+        last, self._last = self._last, None
         if last is not None:
             self._x = last.x.detach().cpu().numpy().astype(np.float32, copy=True)
             self._p = last.p.detach().cpu().numpy().astype(np.float64)
             self._t = int(last.pixel)
             self.drawn += pulled
         length = self._x.shape[1]
-        if exhausted or (last is not None and last.done >= last.total):
-            self._steps.close()
-            self._finish(f"Done: {self._x.shape[0]} candidate(s) of {length} steps.")
+        if finished:
+            self._set_running(False)
+            self.status.setText(f"Done: {self._x.shape[0]} candidate(s) of {length} steps.")
         elif last is not None:
             self.status.setText(f"Step {self._t + 1} of {length}.")
         self._redraw()
+
+    def _failed(self, exc: BaseException) -> None:
+        """A model that fails mid-way: say so, keep the window alive."""
+        self._set_running(False)
+        self.status.setText(f"Sampling failed: {type(exc).__name__}: {exc}")
 
     # -- drawing ---------------------------------------------------------------------------------
     def _strip_image(self, p: np.ndarray) -> np.ndarray:

@@ -55,8 +55,7 @@ def window(qtbot, aloop, tmp_path, monkeypatch):
     w.show()
     qtbot.waitExposed(w)
     yield w
-    for task in list(w._tasks):
-        task.cancel()
+    w.jobs.close()
     if w.session is not None and w.session.running:
         assert w.session.stop(5000)
     for box in w.error_boxes:

@@ -6,6 +6,7 @@ into a temporary weights folder together with checkpoints the canvas must refuse
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 
@@ -18,7 +19,8 @@ from PySide6.QtTest import QTest
 from core import registry
 from core.checkpoint import save_checkpoint
 from core.protocol import GenerativeModel
-from gui.canvas import CanvasPanel, load_digits, typicality
+from core.readouts import INK, PAPER, PENDING, TRAINING_KEY, load_digits, typicality
+from gui.canvas import CanvasPanel
 
 H = W = 28
 
@@ -76,11 +78,10 @@ def panel(qtbot, aloop, weights):
 
 
 def wait(qtbot, task, timeout=20000):
-    """Wait for a job the panel started (a task, or True when it ran at once)."""
-    assert task not in (None, False)
-    if task is not True:
-        qtbot.waitUntil(task.done, timeout=timeout)
-        assert task.exception() is None
+    """Wait for a job the panel started: always an asyncio task."""
+    assert isinstance(task, asyncio.Task), task
+    qtbot.waitUntil(task.done, timeout=timeout)
+    assert task.exception() is None
 
 
 def readouts(qtbot, panel):
@@ -108,7 +109,7 @@ def stroke(panel, cells, button=Qt.MouseButton.LeftButton):
 
 
 def shown_total(panel) -> float:
-    return float(re.search(r"= (-?[\d.]+) nats", panel.total_label.text()).group(1))
+    return float(re.search(r"= (-?[\d.]+) nats", panel.readouts_view.total_label.text()).group(1))
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def shown_total(panel) -> float:
 def test_good_checkpoints_load_and_bad_ones_are_skipped_with_a_message(panel):
     families = sorted(e.model.info.key for e in panel.entries)
     assert families == ["cnade", "made", "nade"]
-    text = panel.models_label.text()
+    text = panel.model_box.models_label.text()
     assert "points.safetensors skipped" in text and "not of binary images" in text
     assert "small.safetensors skipped" in text and "8x8" in text
     assert "junk.safetensors skipped" in text and "pickle" in text
@@ -129,42 +130,42 @@ def test_good_checkpoints_load_and_bad_ones_are_skipped_with_a_message(panel):
 
 def test_strokes_draw_erase_undo_and_redo(qtbot, panel):
     stroke(panel, [(5, 3), (5, 10)])  # a horizontal line, gaps between the move events filled
-    img = panel.canvas.image
+    img = panel.state.image
     assert img[5, 3:11].all() and img.sum() == 8
     panel.brush_spin.setValue(3)
     stroke(panel, [(20, 20)])
-    assert panel.canvas.image[19:22, 19:22].all() and panel.canvas.image.sum() == 17
+    assert panel.state.image[19:22, 19:22].all() and panel.state.image.sum() == 17
     stroke(panel, [(5, 5)], button=Qt.MouseButton.RightButton)  # right button: the eraser
-    assert panel.canvas.image[4:7, 4:7].sum() == 0 and panel.canvas.image.sum() == 14
+    assert panel.state.image[4:7, 4:7].sum() == 0 and panel.state.image.sum() == 14
     qtbot.keyClick(panel, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert panel.canvas.image.sum() == 17
+    assert panel.state.image.sum() == 17
     panel.undo()
-    assert panel.canvas.image.sum() == 8
+    assert panel.state.image.sum() == 8
     panel.undo()
-    assert panel.canvas.image.sum() == 0 and not panel.undo_btn.isEnabled()
+    assert panel.state.image.sum() == 0 and not panel.undo_btn.isEnabled()
     panel.redo()
     panel.redo()
-    assert panel.canvas.image.sum() == 17
+    assert panel.state.image.sum() == 17
     qtbot.keyClick(panel, Qt.Key.Key_E)
-    assert panel.canvas.tool == "eraser"
+    assert panel.state.tool == "eraser"
     stroke(panel, [(20, 20)])
-    assert panel.canvas.image.sum() == 8
+    assert panel.state.image.sum() == 8
     qtbot.keyClick(panel, Qt.Key.Key_Delete)
-    assert panel.canvas.image.sum() == 0
+    assert panel.state.image.sum() == 0
     panel.undo()
-    assert panel.canvas.image.sum() == 8
+    assert panel.state.image.sum() == 8
 
 
 def test_random_validation_digit(panel):
     digits = load_digits()
     i = panel.random_digit()
-    np.testing.assert_array_equal(panel.canvas.image.reshape(-1), digits[i])
-    assert panel.canvas.image.sum() > 30
+    np.testing.assert_array_equal(panel.state.image.reshape(-1), digits[i])
+    assert panel.state.image.sum() > 30
     j = panel.random_digit(7)
-    np.testing.assert_array_equal(panel.canvas.image.reshape(-1), digits[7])
+    np.testing.assert_array_equal(panel.state.image.reshape(-1), digits[7])
     assert j == 7
     panel.undo()
-    np.testing.assert_array_equal(panel.canvas.image.reshape(-1), digits[i])
+    np.testing.assert_array_equal(panel.state.image.reshape(-1), digits[i])
 
 
 # -- completion -------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def test_random_validation_digit(panel):
 def test_complete_keeps_the_rows_above_k_and_candidates_differ(qtbot, panel, family):
     choose(panel, family)
     panel.random_digit(3)
-    drawing = panel.canvas.image.copy()
+    drawing = panel.state.image.copy()
     panel.row_spin.setValue(12)
     panel.n_spin.setValue(4)
     wait(qtbot, panel.complete())
@@ -182,26 +183,26 @@ def test_complete_keeps_the_rows_above_k_and_candidates_differ(qtbot, panel, fam
     np.testing.assert_array_equal(c[:, :12], np.broadcast_to(drawing[:12], (4, 12, W)))
     assert len({cand.tobytes() for cand in c}) > 1, "four candidates, not one"
     assert panel.grid.tiles.shape == (4, H, W, 3)
-    np.testing.assert_array_equal(panel.canvas.image, drawing)  # the drawing itself is untouched
+    np.testing.assert_array_equal(panel.state.image, drawing)  # the drawing itself is untouched
     panel.use_candidate(2)
-    np.testing.assert_array_equal(panel.canvas.image, c[2])
+    np.testing.assert_array_equal(panel.state.image, c[2])
 
 
 def test_painted_region_with_an_order_agnostic_model(qtbot, panel):
     choose(panel, "nade")
     assert not panel.mode_combo.model().item(1).isEnabled(), "raster NADE: no region mode"
     panel.set_tool("region")
-    assert panel.canvas.tool != "region" and "order-agnostic" in panel.message
+    assert panel.state.tool != "region" and "order-agnostic" in panel.message
     choose(panel, "made")
     panel.random_digit(11)
-    drawing = panel.canvas.image.copy()
+    drawing = panel.state.image.copy()
     qtbot.keyClick(panel, Qt.Key.Key_F)
-    assert panel.mode == "region" and panel.canvas.tool == "region"
+    assert panel.mode == "region" and panel.state.tool == "region"
     panel.brush_spin.setValue(3)
     stroke(panel, [(10, 8), (10, 20)])
     stroke(panel, [(14, 8), (14, 20)])
-    region = panel.canvas.region.copy()
-    assert region.sum() > 40 and np.array_equal(panel.canvas.image, drawing)
+    region = panel.state.region.copy()
+    assert region.sum() > 40 and np.array_equal(panel.state.image, drawing)
     panel.n_spin.setValue(3)
     wait(qtbot, panel.complete())
     c = panel.candidates
@@ -216,7 +217,7 @@ def test_region_covering_nothing_or_everything(qtbot, panel):
     assert panel.complete() is None and "nothing to complete" in panel.message
     assert panel.animate() is False and "nothing to complete" in panel.message
     assert panel.candidates is None
-    panel.canvas.set_image(panel.canvas.image, np.ones((H, W), bool))
+    panel.state.set_image(panel.state.image, np.ones((H, W), bool))
     wait(qtbot, panel.complete())
     assert "whole canvas" in panel.message and "sampling" in panel.message
     assert panel.candidates.shape == (4, H, W)
@@ -227,7 +228,7 @@ def test_empty_and_full_canvas_and_k_at_the_edges(qtbot, panel):
     wait(qtbot, panel.complete())  # empty canvas: sampling
     assert "empty" in panel.message and "sampling" in panel.message
     assert panel.candidates.shape == (4, H, W)
-    panel.canvas.set_image(np.ones((H, W)))
+    panel.state.set_image(np.ones((H, W)))
     panel.row_spin.setValue(10)
     wait(qtbot, panel.complete())
     assert "full" in panel.message
@@ -251,25 +252,62 @@ def test_a_conditional_model_takes_the_chosen_digit(qtbot, panel):
     e = choose(panel, "cnade")
     assert e.conditional and panel.digit_combo.isEnabled()
     panel.random_digit(4)
-    x = torch.from_numpy(panel.canvas.image.astype(np.float32)).reshape(1, -1)
+    x = torch.from_numpy(panel.state.image.astype(np.float32)).reshape(1, -1)
     for index, labels in ((0, None), (4, torch.tensor([3]))):  # "Any": the class mixture; digit 3
         panel.digit_combo.setCurrentIndex(index)
         readouts(qtbot, panel)
         with torch.no_grad():
             nll = -float(e.model.log_prob(x, labels=labels))
         assert shown_total(panel) == pytest.approx(nll, abs=2e-3)
-        assert panel.heat.sum(dtype=np.float64) == pytest.approx(nll, abs=2e-3)
-    assert "given digit 3" in panel.total_label.text()
+        assert panel.readouts_view.heat.sum(dtype=np.float64) == pytest.approx(nll, abs=2e-3)
+    assert "given digit 3" in panel.readouts_view.total_label.text()
     panel.n_spin.setValue(3)
     wait(qtbot, panel.sample())
     assert panel.candidates.shape == (3, H, W)
     panel.row_spin.setValue(14)
     wait(qtbot, panel.complete())
-    np.testing.assert_array_equal(panel.candidates[:, :14], np.broadcast_to(panel.canvas.image[:14], (3, 14, W)))
+    np.testing.assert_array_equal(panel.candidates[:, :14], np.broadcast_to(panel.state.image[:14], (3, 14, W)))
     assert panel.animate() and panel.advance(3) == 3
     panel.stop_animation()
     choose(panel, "nade")
     assert not panel.digit_combo.isEnabled()
+
+
+def test_one_job_at_a_time_and_a_failing_job_is_reported(qtbot, panel, monkeypatch):
+    e = choose(panel, "nade")
+    task = panel.complete()
+    assert isinstance(task, asyncio.Task) and panel.busy and not panel.sample_btn.isEnabled()
+    assert panel.sample() is None and "busy" in panel.message  # refused: no task, no boolean
+    wait(qtbot, task)
+    assert not panel.busy and panel.sample_btn.isEnabled()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("sampler broke")
+
+    monkeypatch.setattr(e.model, "sample", broken)
+    with qtbot.waitSignal(panel.error, timeout=20000) as blocker:
+        task = panel.sample()
+    assert blocker.args == ["Cannot sample", "RuntimeError: sampler broke"]
+    qtbot.waitUntil(task.done, timeout=5000)
+    assert not panel.busy and panel.complete_btn.isEnabled(), "the busy state ends with the failure"
+
+
+def test_the_widgets_follow_the_canvas_state(panel):
+    choose(panel, "made")  # order-agnostic: the region mode is allowed
+    panel.state.set_mode("region")
+    assert panel.mode_combo.currentData() == "region" and not panel.row_spin.isEnabled()
+    panel.state.set_tool("region")
+    assert panel.tool_buttons["region"].isChecked()
+    panel.mode_combo.setCurrentIndex(0)  # the combo drives the state as well
+    assert panel.state.mode == "rows" and panel.state.tool == "pen" and panel.tool_buttons["pen"].isChecked()
+    assert panel.row_spin.isEnabled()
+    panel.row_spin.setValue(9)
+    panel.brush_spin.setValue(2)
+    assert panel.state.row == 9 and panel.state.split_row == 9 and panel.state.brush == 2
+    panel.state.set_image(np.ones((H, W)))
+    assert panel.undo_btn.isEnabled() and not panel.redo_btn.isEnabled()
+    panel.undo()
+    assert not panel.undo_btn.isEnabled() and panel.redo_btn.isEnabled()
 
 
 # -- animation --------------------------------------------------------------------------------
@@ -277,7 +315,7 @@ def test_a_conditional_model_takes_the_chosen_digit(qtbot, panel):
 def test_animation_draws_pixel_by_pixel_and_shows_p(qtbot, panel):
     choose(panel, "nade")
     panel.random_digit(5)
-    drawing = panel.canvas.image.copy()
+    drawing = panel.state.image.copy()
     panel.row_spin.setValue(20)
     panel.n_spin.setValue(3)
     panel.speed.setValue(0)  # 1 px/s: the timer alone barely moves it
@@ -295,7 +333,6 @@ def test_animation_draws_pixel_by_pixel_and_shows_p(qtbot, panel):
     assert panel.prob_label.text() != first
     # the tiles: the known rows as drawn, 30 pixels drawn by the model, the rest still pending
     tiles = panel.grid.tiles
-    from gui.canvas import INK, PAPER, PENDING
     known_rgb = np.where(drawing[:20, :, None] > 0, INK, PAPER)
     np.testing.assert_array_equal(tiles[:, :20], np.broadcast_to(known_rgb, (3, 20, W, 3)))
     pending = (tiles[0].reshape(-1, 3) == PENDING).all(1)
@@ -338,18 +375,18 @@ def test_heatmap_sums_to_the_total_and_to_log_p(qtbot, panel):
     e = choose(panel, "nade")
     panel.random_digit(9)
     readouts(qtbot, panel)
-    heat = panel.heat
+    heat = panel.readouts_view.heat
     assert heat.shape == (H, W) and heat.dtype == np.float32 and (heat >= 0).all()
     assert heat.sum(dtype=np.float64) == pytest.approx(shown_total(panel), abs=1e-3)
-    x = torch.from_numpy(panel.canvas.image.astype(np.float32))[None]
+    x = torch.from_numpy(panel.state.image.astype(np.float32))[None]
     with torch.no_grad():
         nll = -float(e.model.log_prob(x))
     assert shown_total(panel) == pytest.approx(nll, abs=2e-3)
-    rows = {r[0]: r for r in ([panel.table.item(i, j).text() for j in range(4)] for i in range(panel.table.rowCount()))}
+    rows = {r[0]: r for r in ([panel.readouts_view.table.item(i, j).text() for j in range(4)] for i in range(panel.readouts_view.table.rowCount()))}
     assert set(rows) == {"NADE", "MADE", "Conditional NADE"}
     assert float(rows["NADE"][1]) == pytest.approx(-nll, abs=0.01)
     assert float(rows["NADE"][2]) == pytest.approx(nll / (H * W * math.log(2)), abs=1e-4)
-    lo, hi = panel.heat_image.levels
+    lo, hi = panel.readouts_view.heat_image.levels
     assert lo == 0 and hi == pytest.approx(float(heat.max()))
 
 
@@ -360,7 +397,8 @@ def test_readouts_follow_the_drawing_debounced(qtbot, panel):
     stroke(panel, [(3, 3), (3, 20)])
     qtbot.waitUntil(panel.readouts_current, timeout=5000)  # no call: the edit schedules them
     assert shown_total(panel) != before
-    assert panel.heat[3, 3:21].sum() > panel.heat[20, 3:21].sum(), "the stroke is where the surprise is"
+    heat = panel.readouts_view.heat
+    assert heat[3, 3:21].sum() > heat[20, 3:21].sum(), "the stroke is where the surprise is"
 
 
 @pytest.mark.parametrize("family", ["nade", "made"])  # recorded percentiles; computed from the digits
@@ -368,14 +406,14 @@ def test_typicality_falls_for_garbage(qtbot, panel, family):
     choose(panel, family)
     panel.random_digit(0)
     readouts(qtbot, panel)
-    digit_pct = panel.percentile
+    digit_pct = panel.readouts_view.percentile
     assert 0.0 <= digit_pct <= 100.0 and digit_pct > 5
     assert panel.entry.percentiles is not None and panel.entry.percentiles.shape == (101,)
     rng = np.random.default_rng(0)
-    panel.canvas.set_image(rng.integers(0, 2, (H, W)))
+    panel.state.set_image(rng.integers(0, 2, (H, W)))
     readouts(qtbot, panel)
-    assert 0.0 <= panel.percentile < digit_pct
-    assert panel.percentile < 1 and "unusual" in panel.pct_label.text()
+    assert 0.0 <= panel.readouts_view.percentile < digit_pct
+    assert panel.readouts_view.percentile < 1 and "unusual" in panel.readouts_view.pct_label.text()
 
 
 def test_typicality_function():
@@ -391,8 +429,6 @@ def test_typicality_function():
 
 def test_canvas_tab_in_the_window_takes_the_training_model_and_hands_back_checkpoints(qtbot, window, weights,
                                                                                      monkeypatch):
-    import gui.canvas as canvas_mod
-
     c = window.canvas
     assert window.tabs.tabText(window.tabs.indexOf(window.canvas_scroll)) == "Canvas"
     assert window.tabs.indexOf(window.canvas_scroll) == window.tabs.indexOf(window.playground) + 1
@@ -403,11 +439,11 @@ def test_canvas_tab_in_the_window_takes_the_training_model_and_hands_back_checkp
     assert window.tabs.currentWidget() is window.canvas_scroll
     qtbot.waitUntil(lambda: c.loaded, timeout=20000)
     keys = [e.key for e in c.entries]
-    assert canvas_mod.TRAINING_KEY in keys and len(keys) == 4
-    trained = c.entries[keys.index(canvas_mod.TRAINING_KEY)]
+    assert TRAINING_KEY in keys and len(keys) == 4
+    trained = c.entries[keys.index(TRAINING_KEY)]
     assert "step 17" in trained.name and trained.model is not window.model
     torch.testing.assert_close(trained.model.W, window.model.W)
-    assert c.select_model(canvas_mod.TRAINING_KEY) and not c.finetune_btn.isEnabled()
+    assert c.select_model(TRAINING_KEY) and not c.finetune_btn.isEnabled()
     c.select_model("made")
     loaded = []
     monkeypatch.setattr(window, "load", lambda path: loaded.append(path))

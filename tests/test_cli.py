@@ -18,6 +18,7 @@ from core import cli
 from core import data as datasets
 from core.checkpoint import load_checkpoint, read_checkpoint_meta, sidecar_path
 from core.evaluation import evaluate
+from core.readouts import nll_percentiles
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -313,6 +314,8 @@ def test_train_keep_best_record_and_fine_tune(tmp_path, capsys):
     model, _ = load_checkpoint(out)
     ds = datasets.load("bars")
     assert evaluate(model, ds.valid).nats == pytest.approx(meta.valid.nats, rel=1e-5)
+    # the recorded percentiles are the ones the canvas computes for a model without them
+    np.testing.assert_allclose(p, nll_percentiles(model, ds.valid), rtol=1e-5)
 
     tuned = tmp_path / "g.safetensors"
     assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "5", "--init", str(out),

@@ -19,7 +19,7 @@ from PySide6.QtTest import QTest
 from core import latent, registry
 from core.training import clone_model
 from core.checkpoint import checkpoint_payload, save_checkpoint, write_checkpoint
-from gui.canvas import load_digits
+from core.readouts import load_digits
 from gui.latent_panel import DIGITS_FILE, LatentPanel
 from gui.latent_state import TRAINING_KEY
 
@@ -474,7 +474,7 @@ def test_latent_tab_in_the_window(qtbot, window, weights):
     assert tabs.tabText(tabs.indexOf(window.latent_scroll)) == "Latent space"
     assert tabs.indexOf(window.latent_scroll) == tabs.indexOf(window.canvas_scroll) + 1
     lat.weights_dir = weights
-    window.canvas.canvas.set_image(Drawing().image)
+    window.canvas.state.set_image(Drawing().image)
     qtbot.keyClick(window, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
     assert tabs.currentWidget() is window.latent_scroll
     qtbot.waitUntil(lambda: lat.loaded, timeout=20000)

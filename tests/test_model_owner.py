@@ -195,7 +195,9 @@ def test_the_window_reads_a_training_model_only_through_its_trainer(qtbot, windo
         real = getattr(trainer, name)
         monkeypatch.setattr(trainer, name, lambda real=real, name=name: asked.append(name) or real())
     # a direct copy on the GUI thread would now be a bug: make it fail loudly
-    monkeypatch.setattr(canvas_mod, "clone_model", lambda model: pytest.fail("copied outside the trainer"))
+    import core.readouts as readouts_mod
+
+    monkeypatch.setattr(readouts_mod, "clone_model", lambda model: pytest.fail("copied outside the trainer"))
     window.canvas.training_model = window.canvas_model
     window.canvas.refresh_training_model()
     qtbot.waitUntil(lambda: any(e.key == canvas_mod.TRAINING_KEY for e in window.canvas.entries), timeout=10000)

@@ -110,6 +110,30 @@ def test_speed_limits_the_pace(qtbot, panel):
     assert panel.drawn == T and panel.current_step == T - 1
 
 
+def test_a_model_failing_mid_way_stops_with_a_message(qtbot, panel, monkeypatch):
+    model = tiny_wavenet()
+    panel.set_model(model, valid=None, data_name=None)
+    real = model.complete_steps
+    closed = []
+
+    def failing(*args, **kwargs):
+        steps = real(*args, **kwargs)
+        try:
+            for i, step in enumerate(steps):
+                if i == 3:
+                    raise RuntimeError("model broke")
+                yield step
+        finally:
+            closed.append(True)
+
+    monkeypatch.setattr(model, "complete_steps", failing)
+    panel.speed.setValue(11)  # full speed
+    panel.sample()
+    qtbot.waitUntil(lambda: not panel.running, timeout=5000)
+    assert panel.status.text() == "Sampling failed: RuntimeError: model broke"
+    assert panel.drawn < 3 and closed == [True] and panel.sample_btn.isEnabled()  # a failed tick draws nothing
+
+
 def test_rejects_models_that_are_not_sequence_models(panel):
     with pytest.raises(ValueError, match="sequence"):
         panel.set_model(registry.create("fvsbn", (6,)))

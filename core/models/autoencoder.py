@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.models.vae import LATENT_HPARAMS, mlp
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
+from core.protocol import DataKind, GenerativeModel, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
 from core.registry import register
 
 #: weight of the newest batch in the running code statistics

@@ -1,0 +1,122 @@
+"""The main window's checkpoint, sampling and evaluation actions (Save, Load, Sample, Evaluate),
+as a mixin of :class:`gui.main_window.MainWindow`: each runs its blocking part through the
+window's one task helper (``self.jobs``) and shows the result in the Training tab or the status
+bar."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import Future
+from pathlib import Path
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import QFileDialog
+
+from core.checkpoint import checkpoint_payload, load_checkpoint, write_checkpoint
+from core.evaluation import evaluate
+from core.protocol import DataKind, GenerativeModel
+
+
+class ModelActions:
+    """Needs the window's ``model``, ``model_step``, ``dataset``, ``session``, ``jobs``, ``picker``,
+    ``panel``, ``training_view``, ``show_error``, ``statusBar`` and ``_app_data_dir``."""
+
+    @Slot()
+    def _ask_save(self) -> None:
+        if self.model is None:
+            self.show_error("Nothing to save", "Train or load a model first.")
+            return
+        default = str(self._app_data_dir() / f"{self.model.info.key}.safetensors")
+        path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint", default, "Checkpoints (*.safetensors)")
+        if path:
+            self.save(path if path.endswith(".safetensors") else path + ".safetensors")
+
+    def save(self, path: str | Path) -> asyncio.Task | None:
+        """Save the current model. While training runs (paused or not) the worker owns it: the
+        trainer copies the weights between two steps; otherwise they are copied here. Either
+        way they are written off the GUI thread."""
+        if self.model is None:
+            self.show_error("Nothing to save", "Train or load a model first.")
+            return None
+        trainer = self.session.trainer if self.session is not None else None
+        if trainer is not None and self.session.running and trainer.model is self.model:
+            payload = trainer.request_payload()
+        else:
+            payload = Future()
+            payload.set_result(checkpoint_payload(self.model, data=self.dataset, step=self.model_step,
+                                                  metrics=trainer.checkpoint_metrics() if trainer else {}))
+        return self.jobs.run(payload, done=lambda got: self._write(path, *got), title="Could not save")
+
+    def _write(self, path, tensors: dict, meta: dict) -> asyncio.Task:
+        return self.jobs.run(write_checkpoint, path, tensors, meta, title="Could not save",
+                             done=lambda written: self.statusBar().showMessage(f"saved {written}", 5000))
+
+    @Slot()
+    def _ask_load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", str(self._app_data_dir()),
+                                              "Checkpoints (*.safetensors)")
+        if path:
+            self.load(path)
+
+    def load(self, path: str | Path) -> asyncio.Task | None:
+        if self.session is not None and self.session.running:
+            self.show_error("Busy", "Stop training before loading a checkpoint.")
+            return None
+        return self.jobs.run(load_checkpoint, path, done=lambda got: self._loaded(path, *got),
+                             title="Could not load the checkpoint")
+
+    def _loaded(self, path, model: GenerativeModel, meta) -> asyncio.Task | None:
+        """Show a loaded checkpoint; its samples follow (the task that draws them, or None)."""
+        self.picker.select(model.info.key)
+        self.panel.set_hparams(model.hparams)
+        self.model, self.model_step = model, meta.step
+        if self.dataset is not None and self.dataset.name != meta.data_name:
+            self.dataset = None
+        i = self.panel.data_combo.findData(meta.data_name)
+        if i >= 0:
+            self.panel.data_combo.setCurrentIndex(i)
+        self.training_view.reset()
+        for w in meta.warnings:
+            self.statusBar().showMessage(w, 8000)
+        self.statusBar().showMessage(f"loaded {Path(path).name}: {model.info.name}, step {self.model_step}", 8000)
+        return self._sample(model, meta.image_shape)
+
+    @Slot()
+    def sample(self) -> asyncio.Task | None:
+        if self.model is None or (self.session is not None and self.session.running):
+            return None
+        shape = self.dataset.image_shape if self.dataset else None
+        return self._sample(self.model, shape)
+
+    def _sample(self, model: GenerativeModel, image_shape) -> asyncio.Task | None:
+        """Draw samples off the GUI thread into the Training tab: the task, or None (and a
+        message) when the model cannot draw them here."""
+        sequence = DataKind.SEQUENCE in model.info.data_kinds
+        if not (image_shape or sequence) or "sample" not in model.capabilities():
+            self.statusBar().showMessage(f"{model.info.name} cannot draw samples here "
+                                         "(the density playground shows point models)", 4000)
+            return None
+        return self.jobs.run(model.visuals, 16 if sequence else 64, title="Could not sample",
+                             done=lambda arrays: self._show_samples(model, image_shape, arrays))
+
+    def _show_samples(self, model: GenerativeModel, image_shape, arrays) -> None:
+        samples = arrays.samples
+        if DataKind.SEQUENCE in model.info.data_kinds:
+            self.training_view.show_curves(samples, f"{len(samples)} samples from {model.info.name}")
+            return
+        self.training_view.show_samples(samples, tuple(image_shape), f"{len(samples)} samples from {model.info.name}",
+                                        labels=arrays.sample_labels)
+
+    @Slot()
+    def evaluate(self) -> asyncio.Task | None:
+        if self.model is None or self.dataset is None or (self.session is not None and self.session.running):
+            self.statusBar().showMessage("train or load a model, with its data set, first", 4000)
+            return None
+        labels = self.dataset.valid_labels if self.model.info.conditional else None  # p(x | y)
+        return self.jobs.run(functools.partial(evaluate, self.model, self.dataset.valid, labels=labels),
+                             done=self._show_evaluation, title="Could not evaluate")
+
+    def _show_evaluation(self, nll) -> None:
+        self.statusBar().showMessage(f"held-out NLL {nll.nats:.2f} nats ({nll.bits_per_dim:.4f} bits/dim) on "
+                                     f"{nll.n} examples", 15000)
