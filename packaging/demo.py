@@ -3,6 +3,7 @@
     xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --data PATH.npz --seconds 20 --shot docs/window.png
     xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --playground realnvp,rnade,kde,gan --toy 8gaussians --seconds 40 --shot docs/playground.png
     xvfb-run -a -s "-screen 0 1400x860x24" python packaging/demo.py --canvas made --shot docs/canvas.png
+    xvfb-run -a -s "-screen 0 1800x1350x24" python packaging/demo.py --latent vae-2d --digit 3 --width 1800 --height 1350 --shot docs/latent.png
 
 Used to make the README's screenshot; ``--shot`` saves the window with ``import -window root``
 (ImageMagick) when it is installed, else with Qt's own grab.
@@ -62,7 +63,34 @@ async def canvas_demo(window, args) -> None:
     c.stop_animation()
 
 
+async def latent_demo(window, args) -> None:
+    """The Latent space tab: the chosen model's map with the validation digits on it, a random
+    digit encoded, and the first slider held down mid-drag when the screenshot is taken."""
+    lat = window.latent
+    window.tabs.setCurrentWidget(window.latent_scroll)
+    for _ in range(600):
+        if lat.loaded:
+            break
+        await asyncio.sleep(0.1)
+    lat.select_model(args.latent)
+    await asyncio.sleep(1.0)
+    task = lat.encode("random", index=args.digit or 0)
+    if task is not None and not isinstance(task, bool):
+        await task
+    slider = lat.sliders.sliders[0]
+    slider.setSliderDown(True)  # held, as in a drag
+    for v in range(slider.value(), slider.value() + 120, 4):
+        slider.setValue(v)
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(1.0)
+    await shoot(window, args)
+    slider.setSliderDown(False)
+
+
 async def demo(window, args) -> None:
+    if args.latent:
+        await latent_demo(window, args)
+        return
     if args.canvas is not None:
         await canvas_demo(window, args)
         return
@@ -110,6 +138,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--canvas", nargs="?", const="", metavar="FAMILY",
                    help="open the Canvas tab and animate a completion (with the FAMILY model, if given)")
+    p.add_argument("--width", type=int, default=1400)
+    p.add_argument("--height", type=int, default=860)
+    p.add_argument("--latent", metavar="KEY", help="open the Latent space tab on this model (e.g. vae)")
     p.add_argument("--digit", type=int, help="canvas: which validation digit (default: a random one)")
     p.add_argument("--fraction", type=float, default=0.5, help="canvas: shoot when this share of pixels is drawn")
     p.add_argument("--speed", type=int, default=7, help="canvas: speed slider, 2**SPEED pixels per second")
@@ -122,7 +153,7 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="gms-demo-")
     window = MainWindow(settings=QSettings(os.path.join(tmp, "s.ini"), QSettings.Format.IniFormat))
-    window.setGeometry(0, 0, 1400, 860)
+    window.setGeometry(0, 0, args.width, args.height)
     window.show()
     with loop:
         loop.run_until_complete(demo(window, args))

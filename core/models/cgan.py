@@ -29,7 +29,10 @@ class ConditionalGAN(DCGAN):
                     "the classifier says how often it draws the digit asked for.",
         likelihood=Likelihood.NONE,
         data_kinds=(DataKind.BINARY_IMAGE,),
-        hparams=GAN_IMAGE_HPARAMS[:3] + (
+        hparams=GAN_IMAGE_HPARAMS[:2] + (
+            # a pack of images of different digits has no one label to project: no packing here
+            HParam("pack", "int", 1, 1, 1, help="images the discriminator judges together (1: a conditional "
+                                                "GAN judges each image with its own digit)"),
             HParam("classes", "int", 10, 2, 1000, help="number of classes (labels 0 .. classes-1)"),
         ) + GAN_IMAGE_HPARAMS[3:],
         conditional=True,

@@ -82,7 +82,7 @@ def _finite(name: str, loss: torch.Tensor, params) -> None:
 GAN_IMAGE_HPARAMS = (
     HParam("latent", "int", 64, 1, 256, help="dimension of the generator's gaussian noise z"),
     HParam("channels", "int", 64, 8, 256, log=True, help="feature maps of the first layer (the second has twice)"),
-    HParam("pack", "int", 1, 1, 8, help="images the discriminator judges together (PacGAN; 1: plain DCGAN)"),
+    HParam("pack", "int", 2, 1, 8, help="images the discriminator judges together (PacGAN; 1: plain DCGAN)"),
     lr_hparam(2e-4, help="learning rate of both networks"),
     batch_size_hparam(64, help="real images per step"),
 )
