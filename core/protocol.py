@@ -223,6 +223,17 @@ class GenerativeModel(torch.nn.Module):
             return b.device
         return torch.device("cpu")
 
+    def check_latent(self, z: Any) -> torch.Tensor:
+        """Latents (N, latent_dim) as float32 on the model's device, for ``decode``: a clear
+        ``ValueError`` for another shape or a value that is not finite."""
+        z = torch.as_tensor(z, dtype=torch.float32)
+        dim = int(getattr(self, "latent_dim"))
+        if z.dim() != 2 or z.shape[1] != dim:
+            raise ValueError(f"{self.info.name} decodes latents of shape (N, {dim}), got {tuple(z.shape)}")
+        if not torch.isfinite(z).all():
+            raise ValueError(f"{self.info.name}: latent values must be finite")
+        return z.to(self.device)
+
     def check_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Raise a clear ``ValueError`` if ``x`` does not have the data shape; return it as float."""
         if tuple(x.shape[1:]) != self.data_shape:

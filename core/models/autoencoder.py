@@ -78,12 +78,8 @@ class Autoencoder(GenerativeModel):
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Pixel probabilities (N, *data_shape) for codes (N, latent)."""
-        z = torch.as_tensor(z, dtype=torch.float32)
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"{self.info.name} decodes codes of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
-        if not torch.isfinite(z).all():
-            raise ValueError(f"{self.info.name}: latent values must be finite")
-        return torch.sigmoid(self.decoder(z.to(self.device))).reshape(len(z), *self.data_shape)
+        z = self.check_latent(z)
+        return torch.sigmoid(self.decoder(z)).reshape(len(z), *self.data_shape)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import (DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, NonFiniteError, Visuals,
-                           batch_size_hparam, lr_hparam)
+from core.models.gan import TwoPlayerOptimizers
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, Visuals, batch_size_hparam, lr_hparam
 from core.registry import register
 
 #: images in the fixed noise batch that the views show
@@ -72,13 +72,6 @@ class Discriminator(nn.Module):
         return logit
 
 
-def _finite(name: str, loss: torch.Tensor, params) -> None:
-    grads = [p.grad.sum() for p in params if p.grad is not None]
-    g = float(torch.stack(grads).sum()) if grads else 0.0
-    if not (math.isfinite(float(loss.detach())) and math.isfinite(g)):
-        raise NonFiniteError(f"{name}={float(loss.detach())}, gradient sum={g}")
-
-
 GAN_IMAGE_HPARAMS = (
     HParam("latent", "int", 64, 1, 256, help="dimension of the generator's gaussian noise z"),
     HParam("channels", "int", 64, 8, 256, log=True, help="feature maps of the first layer (the second has twice)"),
@@ -89,7 +82,7 @@ GAN_IMAGE_HPARAMS = (
 
 
 @register
-class DCGAN(GenerativeModel):
+class DCGAN(TwoPlayerOptimizers, GenerativeModel):
     info = ModelInfo(
         key="dcgan",
         name="DCGAN",
@@ -119,19 +112,6 @@ class DCGAN(GenerativeModel):
     @property
     def latent_dim(self) -> int:
         return int(self.hparams["latent"])
-
-    # -- optimisers ---------------------------------------------------------------------------
-    def configure_optimizer(self, lr):
-        betas = (0.5, 0.999)
-        self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
-        return self.optimizer
-
-    def set_lr(self, lr):
-        for opt in (self.optimizer, self.opt_d):
-            if opt is not None:
-                for group in opt.param_groups:
-                    group["lr"] = lr
 
     # -- networks -----------------------------------------------------------------------------
     def _g_input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -168,7 +148,7 @@ class DCGAN(GenerativeModel):
         d_loss = (F.softplus(-self.discriminator(real, labels)).mean()
                   + F.softplus(self.discriminator(fake, fake_labels)).mean())
         d_loss.backward()
-        _finite("discriminator loss", d_loss, d_params)
+        self._check_finite("discriminator loss", d_loss, d_params)
         self.opt_d.step()
         self.optimizer.zero_grad(set_to_none=True)
         for p in d_params:
@@ -180,25 +160,17 @@ class DCGAN(GenerativeModel):
         finally:
             for p in d_params:
                 p.requires_grad_(True)
-        _finite("generator loss", g_loss, g_params)
+        self._check_finite("generator loss", g_loss, g_params)
         self.optimizer.step()
         d, g = float(d_loss.detach()), float(g_loss.detach())
         return {"loss": d + g, "d_loss": d, "g_loss": g}
 
     # -- the protocol -------------------------------------------------------------------------
-    def _check_latent(self, z: torch.Tensor) -> torch.Tensor:
-        z = torch.as_tensor(z, dtype=torch.float32)
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"{self.info.name} decodes latents of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
-        if not torch.isfinite(z).all():
-            raise ValueError(f"{self.info.name}: latent values must be finite")
-        return z.to(self.device)
-
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels=None) -> torch.Tensor:
         """The generator's image (N, *data_shape), intensities in [0, 1], for noise z (N, latent)."""
         self.eval()
-        z = self._check_latent(z)
+        z = self.check_latent(z)
         return self.generate(z, self._labels(labels, len(z))).reshape(len(z), *self.data_shape)
 
     def _labels(self, labels, n: int) -> torch.Tensor | None:

@@ -78,8 +78,31 @@ def _finite_grads(params) -> float:
     return float(torch.stack(grads).sum()) if grads else 0.0
 
 
+class TwoPlayerOptimizers:
+    """The optimisers of a GAN-like model with ``generator`` and ``discriminator`` networks: an
+    Adam each (betas 0.5, 0.999), one learning rate for both, and the finite-loss check of each
+    player's step. ``optimizer`` is the generator's (what the engine sees), ``opt_d`` the other."""
+
+    def configure_optimizer(self, lr):
+        betas = (0.5, 0.999)
+        self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
+        return self.optimizer
+
+    def set_lr(self, lr):
+        for opt in (self.optimizer, self.opt_d):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+
+    def _check_finite(self, name: str, loss: torch.Tensor, params) -> None:
+        value, grad = float(loss.detach()), _finite_grads(params)
+        if not (math.isfinite(value) and math.isfinite(grad)):
+            raise NonFiniteError(f"{name}={value}, gradient sum={grad}")
+
+
 @register
-class GAN(GenerativeModel):
+class GAN(TwoPlayerOptimizers, GenerativeModel):
     info = ModelInfo(
         key="gan",
         name="GAN",
@@ -118,19 +141,6 @@ class GAN(GenerativeModel):
         self.opt_d: torch.optim.Optimizer | None = None
         self._d_updates = 0
 
-    # -- optimisers ---------------------------------------------------------------------------
-    def configure_optimizer(self, lr):
-        betas = (0.5, 0.999)
-        self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
-        return self.optimizer
-
-    def set_lr(self, lr):
-        for opt in (self.optimizer, self.opt_d):
-            if opt is not None:
-                for group in opt.param_groups:
-                    group["lr"] = lr
-
     # -- networks -----------------------------------------------------------------------------
     def _generate_std(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
@@ -144,11 +154,6 @@ class GAN(GenerativeModel):
         return (x - self.loc) / self.scale
 
     # -- training -----------------------------------------------------------------------------
-    def _check_finite(self, name: str, loss: torch.Tensor, params) -> None:
-        value, grad = float(loss.detach()), _finite_grads(params)
-        if not (math.isfinite(value) and math.isfinite(grad)):
-            raise NonFiniteError(f"{name}={value}, gradient sum={grad}")
-
     def train_step(self, batch):
         assert self.optimizer is not None and self.opt_d is not None, "configure_optimizer() first"
         batch = self.check_batch(batch)

@@ -222,17 +222,9 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def decode(self, z: torch.Tensor, **cond) -> torch.Tensor:
         """Pixel probabilities p(x_d = 1 | z), (N, *data_shape), for latents (N, latent)."""
-        z = self._check_latent(z)
+        z = self.check_latent(z)
         probs = torch.sigmoid(self.decoder_logits(z, **self._cond(len(z), **cond)))
         return probs.reshape(len(z), *self.data_shape)
-
-    def _check_latent(self, z: torch.Tensor) -> torch.Tensor:
-        z = torch.as_tensor(z, dtype=torch.float32)
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"{self.info.name} decodes latents of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
-        if not torch.isfinite(z).all():
-            raise ValueError(f"{self.info.name}: latent values must be finite")
-        return z.to(self.device)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, **cond) -> torch.Tensor:
