@@ -68,6 +68,14 @@ def main() -> None:
     app = QApplication.instance() or QApplication([])
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
+    with loop:
+        rows = loop.run_until_complete(_measure(app, args, LatentPanel))
+    _report(rows, args)
+
+
+async def _measure(app, args, LatentPanel) -> list[tuple]:
+    import asyncio
+
     entries, _, _ = scan_latent_weights(DEFAULT_WEIGHTS)
     rows = []
     for e in entries:
@@ -77,7 +85,7 @@ def main() -> None:
         panel.resize(1200, 800)
         panel.show()
         while not panel.loaded:
-            app.processEvents()
+            await asyncio.sleep(0.05)
         panel.select_model(e.key)
         app.processEvents()
         slider = panel.sliders.sliders[0]
@@ -94,6 +102,10 @@ def main() -> None:
         rows.append((e.name, np.percentile(moves, 50), np.percentile(moves, 95), best_map * 1000,
                      np.percentile(idle, 99), np.percentile(drag, 50), np.percentile(drag, 99)))
         print(rows[-1], flush=True)
+    return rows
+
+
+def _report(rows: list[tuple], args) -> None:
     lines = ["## Latent explorer speed (issue 10; goals: slider move <= 5 ms, >= 60 frames/s dragging, "
              "16x16 map <= 50 ms)", "",
              f"`python -m bench.latent_speed` on {machine()}, one torch thread, offscreen. A move: "

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,7 +73,8 @@ def run(args) -> list[dict]:
         rep = score_samples(clf, x, ref, asked)
         row = {"file": path.name, "family": model.info.key, "frechet": rep.frechet, "coverage": rep.coverage,
                "cond_acc": rep.conditional_accuracy, "sample_s": time.perf_counter() - t0,
-               "nll": meta.valid.nats if meta.valid is not None else None, "bound": model.info.likelihood.value}
+               "nll": meta.valid.nats if meta.valid is not None else None, "bound": model.info.likelihood.value,
+               "recorded_k": model.hparams.get("eval_k")}
         if model.info.key == "vae" and args.iwae_k:
             t0 = time.perf_counter()
             row["nll"] = iwae_on_valid(model, valid, args.iwae_k)
@@ -95,7 +95,11 @@ def report(rows: list[dict], args, clf_acc: float | None) -> str:
              "| model | family | NLL (nats) | Frechet distance | digits found | smallest share | asked digit drawn |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        nll = "" if r.get("nll") is None else f"{r['nll']:.2f}" + (f" (IWAE k={r['iwae_k']})" if r.get("iwae_k") else "")
+        nll = "" if r.get("nll") is None else f"{r['nll']:.2f}"
+        if r.get("iwae_k"):
+            nll += f" (IWAE k={r['iwae_k']})"
+        elif r.get("bound") == "lower_bound":
+            nll += f" (IWAE k={r.get('recorded_k')}, as recorded)"
         cov = np.asarray(r["coverage"])
         acc = "" if r.get("cond_acc") is None else f"{r['cond_acc']:.1%}"
         lines.append(f"| `{r['file']}` | {r['family']} | {nll} | {r['frechet']:.2f} | {(cov > 0).sum()}/10 "
