@@ -75,9 +75,9 @@ class TrainingView(QWidget):
                                          skipFiniteCheck=True)
         self.valid_curve = self.plot.plot(name="held-out NLL", pen=pg.mkPen("#f28e2b", width=2))
         # a GAN's two losses (its "loss" is their sum), added to the legend when a GAN trains
-        self.gan_curves = {key: pg.PlotDataItem(pen=pg.mkPen(colour, width=1), skipFiniteCheck=True)
-                           for key, colour in (("d_loss", "#e15759"), ("g_loss", "#59a14f"))}
-        self.gan_names = {"d_loss": "discriminator loss", "g_loss": "generator loss"}
+        self.gan_curves = {key: pg.PlotDataItem(pen=pg.mkPen(colour, width=1), skipFiniteCheck=True, name=name)
+                           for key, colour, name in (("d_loss", "#e15759", "discriminator loss"),
+                                                     ("g_loss", "#59a14f", "generator loss"))}
         # ranges are set by hand, with slack, so the axes (whose tick layout is the costliest
         # part of a repaint) change a few times per run instead of at every frame
         self.plot.disableAutoRange()
@@ -180,7 +180,7 @@ class TrainingView(QWidget):
             if value is None or not np.isfinite(value) or (series.n and series.x[-1] == s.step):
                 continue
             if series.n == 0 and self.gan_curves[key].scene() is None:
-                self.plot.addItem(self.gan_curves[key], name=self.gan_names[key])
+                self.plot.addItem(self.gan_curves[key])  # its name joins the legend
             series.extend(np.array([[s.step, value]]))
 
     def show_samples(self, samples: np.ndarray, image_shape: tuple[int, int], caption: str,

@@ -59,6 +59,8 @@ def test_latent_family_trains_in_the_training_tab_and_reaches_the_latent_tab(qtb
     if family == "dcgan":  # both losses plotted beside their sum
         assert gan["d_loss"].n > 0 and gan["g_loss"].n > 0
         assert window.training_view.gan_curves["d_loss"].scene() is not None
+        legend = window.training_view.plot.plotItem.legend
+        assert {"discriminator loss", "generator loss"} <= {label.text for _, label in legend.items}
     else:
         assert gan["d_loss"].n == 0
     _latent_tab_follows(qtbot, window, family)
