@@ -245,12 +245,8 @@ class CanvasPanel(QWidget):
             return
         self._training_id = ident
         copy = self.copy_model(model)
-        if copy.done():
-            self._take_training_copy(copy, model, ident)
-        else:  # a step is in progress: the worker copies the model when it ends
-            self.jobs.run(copy, done=lambda _clone: self._take_training_copy(copy, model, ident),
-                          failed=lambda _message: self._take_training_copy(copy, model, ident),
-                          title="Cannot take the Training tab's model")
+        self.jobs.when_done(copy, lambda: self._take_training_copy(copy, model, ident),
+                            "Cannot take the Training tab's model")
 
     def _take_training_copy(self, copy: Future, model: GenerativeModel, ident: tuple) -> None:
         if ident != self._training_id:

@@ -100,6 +100,15 @@ class Jobs:
                 failed(message)
             self.report_error(title, message)
 
+    def when_done(self, future: concurrent.futures.Future, then: Callable[[], Any], title: str = "Error") -> None:
+        """``then()`` once ``future`` is settled (result or exception: ``then`` reads it): now when
+        it already is (a copy made at once), else through a job that awaits it (a copy the worker
+        makes when its step ends)."""
+        if future.done():
+            then()
+        else:
+            self.run(future, done=lambda _result: then(), failed=lambda _message: then(), title=title)
+
     def close(self) -> None:
         """Cancel the running jobs; their callbacks are no longer called."""
         self.closed = True

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
+from core.readouts import copied_now
 from gui.latent_state import (TRAINING_KEY, LatentEntry, check_model, load_latent_checkpoint,
                               scan_latent_weights)
 
@@ -90,17 +91,9 @@ class ModelsMixin:
         self._training_id = ident
         if check_model(model) is not None:
             return  # the Training tab trains every family; only latent models come here
-        if self.copy_model is None:
-            done: Future = Future()
-            done.set_result(model)
-            self._take_training_copy(done, model, ident)
-            return
-        copy = self.copy_model(model)
-        if copy.done():
-            self._take_training_copy(copy, model, ident)
-        else:  # a step is in progress: the worker copies the model when it ends
-            self.jobs.run(copy, done=lambda _clone: self._take_training_copy(copy, model, ident),
-                          title="Cannot take the Training tab's model")
+        copy = (self.copy_model or copied_now)(model)
+        self.jobs.when_done(copy, lambda: self._take_training_copy(copy, model, ident),
+                            "Cannot take the Training tab's model")
 
     def _take_training_copy(self, copy: Future, model, ident: tuple) -> None:
         if ident != self._training_id:

@@ -288,12 +288,8 @@ class MainWindow(ModelActions, QMainWindow):
             if ident != self._sequence_model_id:
                 self._sequence_model_id = ident
                 copy = self.copy_model(model)
-                if copy.done():
-                    self._take_sequence_model(copy, model, ident)
-                else:  # a step is in progress: the worker copies the model when it ends
-                    self.jobs.run(copy, done=lambda _clone: self._take_sequence_model(copy, model, ident),
-                                  failed=lambda _message: self._take_sequence_model(copy, model, ident),
-                                  title="Sequences: cannot take the Training tab's model")
+                self.jobs.when_done(copy, lambda: self._take_sequence_model(copy, model, ident),
+                                    "Sequences: cannot take the Training tab's model")
         elif self.sequences.model is None:
             self.sequences.load_weights(DEFAULT_WEIGHTS)
 

@@ -118,6 +118,29 @@ def test_a_job_can_await_a_future_another_thread_settles(qtbot, aloop):
     assert task.cancelled() and r.done == [("copied", True)], "a closed owner gets no result"
 
 
+def test_when_done_calls_back_at_once_or_once_the_future_settles(qtbot, aloop):
+    from concurrent.futures import Future
+
+    r = Recorder()
+    jobs = r.jobs()
+    seen: list[str] = []
+    ready: Future = Future()
+    ready.set_result("now")
+    jobs.when_done(ready, lambda: seen.append(ready.result()))
+    assert seen == ["now"] and not jobs.tasks  # no job for a copy made at once
+    later: Future = Future()
+    jobs.when_done(later, lambda: seen.append(later.result()))
+    assert seen == ["now"] and len(jobs.tasks) == 1
+    threading.Thread(target=later.set_result, args=("after the step",)).start()
+    qtbot.waitUntil(lambda: len(seen) == 2, timeout=5000)
+    assert seen == ["now", "after the step"]
+    failing: Future = Future()
+    jobs.when_done(failing, lambda: seen.append(repr(failing.exception())), title="Copy")
+    failing.set_exception(ValueError("no copy"))
+    qtbot.waitUntil(lambda: len(seen) == 3, timeout=5000)
+    assert "no copy" in seen[2] and r.errors == [("Copy", "no copy")]  # called back, and shown
+
+
 def test_close_cancels_running_jobs_and_silences_their_callbacks(qtbot, aloop):
     r = Recorder()
     jobs = r.jobs()
