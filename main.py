@@ -1,4 +1,6 @@
-"""Entry point: the app (no arguments), ``--self-test``, ``train``, ``eval`` and ``list``."""
+"""Entry point: the app (no arguments), ``--self-test``, and the headless commands (``train``,
+``eval``, ``mixture``, ``classifier``, ``list``: :mod:`core.cli`). Anything else, an unknown
+flag included, is a command-line error (one line, exit 2), never a window."""
 
 from __future__ import annotations
 
@@ -9,17 +11,17 @@ import torch  # noqa: F401  (torch must be imported before Qt: torch >= 2.9 fail
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--self-test" in argv:
+    if argv == ["--self-test"]:
         from gui.selftest import self_test
 
         return self_test()
-    if argv and not argv[0].startswith("-") or any(a in ("-h", "--help") for a in argv):
+    if argv:  # a command, --help, or a mistake: the parser says which
         from core.cli import main as cli_main
 
         return cli_main(argv)
     from gui.app import run_app
 
-    return run_app(argv)
+    return run_app([])
 
 
 if __name__ == "__main__":

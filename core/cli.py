@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,79 @@ from core.training import Event, Snapshot, TrainConfig, Trainer
 
 class CliError(Exception):
     pass
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one clear line on a bad argument (``error: ...``, exit 2), not the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(kind: type, low: float, what: str, *, inclusive: bool = True):
+    """An argparse type: a finite ``kind`` number >= ``low`` (> ``low`` when not ``inclusive``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (not inclusive and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, "a whole number >= 1")
+COUNT = _number(int, 0, "a whole number >= 0")
+POSITIVE = _number(float, 0.0, "a number > 0", inclusive=False)
+
+
+def _existing_file(*suffixes: str):
+    """An argparse type: the path of an existing file, ending in one of ``suffixes`` (if given)."""
+
+    def parse(text: str) -> str:
+        path = Path(text)
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {' or '.join(suffixes)} file")
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"no such file: {text!r}" if not path.exists()
+                                             else f"{text!r} is not a file")
+        return text
+
+    parse.__name__ = "file"
+    return parse
+
+
+def _new_file(*suffixes: str):
+    """An argparse type: a path to write, ending in one of ``suffixes``."""
+
+    def parse(text: str) -> str:
+        if Path(text).suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"{text!r}: the file must end in {' or '.join(suffixes)}")
+        if Path(text).is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+        return text
+
+    parse.__name__ = "file"
+    return parse
+
+
+def _device(text: str) -> str:
+    pref = text.lower()
+    if pref not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", pref):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N")
+    return pref
+
+
+def _warn_device(preference: str | None):
+    """The device ``select_device`` picks; says on stderr when the one asked for is not used."""
+    device, message = select_device(preference)
+    if message:
+        sys.stderr.write(f"warning: {message}\n")
+    return device
 
 
 def _load_data(spec: str, data_path: str | None = None) -> datasets.Dataset:
@@ -243,7 +317,7 @@ def _default_data(info) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    model, meta = load_checkpoint(args.checkpoint, device=select_device(args.device)[0])
+    model, meta = load_checkpoint(args.checkpoint, device=_warn_device(args.device))
     key = args.key
     if model.info.conditional and key is None:  # images and labels side by side: the images
         key = _other_key(args.data, args.labels_key)
@@ -307,7 +381,7 @@ def _eval_labels(args: argparse.Namespace, n: int, name: str) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genmodel-sandbox", description="Train, watch and compare generative models.")
+    p = ArgumentParser(prog="main.py", description="Train, watch and compare generative models.")
     p.add_argument("--self-test", action="store_true",
                    help="train a few steps of a small model, render one frame offscreen, exit 0 if all worked")
     sub = p.add_subparsers(dest="command")
@@ -316,53 +390,53 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="data set name or an .npz file with 'train' and 'valid' arrays")
     t.add_argument("--data-path", metavar="DIR",
                    help="where a named data set's files are (mnist_digits: the folder with the IDX files)")
-    t.add_argument("--epochs", type=float, default=1.0)
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--epochs", type=POSITIVE, default=1.0)
+    t.add_argument("--max-steps", type=POSITIVE_INT)
+    t.add_argument("--lr", type=POSITIVE)
+    t.add_argument("--batch-size", type=POSITIVE_INT)
     t.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="a model hyperparameter")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", help="auto, cpu or cuda (default: $GMS_DEVICE or auto)")
-    t.add_argument("--eval-every", type=int, default=500)
-    t.add_argument("--eval-size", type=int, default=1000)
-    t.add_argument("--checkpoint-every", type=int, default=0)
-    t.add_argument("--out", help="checkpoint path (.safetensors); default runs/FAMILY-DATA.safetensors")
+    t.add_argument("--seed", type=COUNT, default=0)
+    t.add_argument("--device", type=_device, help="auto, cpu or cuda (default: $GMS_DEVICE or auto)")
+    t.add_argument("--eval-every", type=COUNT, default=500, help="steps between held-out evaluations (0: only at the end)")
+    t.add_argument("--eval-size", type=POSITIVE_INT, default=1000)
+    t.add_argument("--checkpoint-every", type=COUNT, default=0, help="steps between checkpoints (0: only at the end)")
+    t.add_argument("--out", type=_new_file(".safetensors"), help="checkpoint path (.safetensors); default runs/FAMILY-DATA.safetensors")
     t.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                    help="learning-rate schedule after the warm-up")
-    t.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
+    t.add_argument("--warmup", type=COUNT, default=0, help="steps of linear learning-rate warm-up")
     t.add_argument("--keep-best", action="store_true",
                    help="keep the weights with the best held-out NLL (early stopping), not the last ones")
-    t.add_argument("--patience", type=int, default=0,
+    t.add_argument("--patience", type=COUNT, default=0,
                    help="with --keep-best: stop after this many evaluations without improvement")
-    t.add_argument("--init", help="a checkpoint of this family to start from (fine-tuning)")
-    t.add_argument("--num-threads", type=int, help="torch threads (default: torch's choice)")
+    t.add_argument("--init", type=_existing_file(".safetensors"), help="a checkpoint of this family to start from (fine-tuning)")
+    t.add_argument("--num-threads", type=POSITIVE_INT, help="torch threads (default: torch's choice)")
     t.add_argument("--record", action="store_true",
                    help="write the command, wall time, held-out NLL and its percentiles into the checkpoint")
     e = sub.add_parser("eval", help="score a checkpoint on a data file; prints one JSON object")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--data", required=True, help=".npz file")
+    e.add_argument("--checkpoint", required=True, type=_existing_file(".safetensors"))
+    e.add_argument("--data", required=True, type=_existing_file(".npz"), help=".npz file")
     e.add_argument("--key", help="array in the .npz (default: its only array)")
     e.add_argument("--labels-key", default="labels",
                    help="class-conditional models: the array of labels in the .npz (default: labels)")
-    e.add_argument("--batch-size", type=int, default=1000)
-    e.add_argument("--k", type=int, help="latent-variable models: importance samples of the IWAE bound "
+    e.add_argument("--batch-size", type=POSITIVE_INT, default=1000)
+    e.add_argument("--k", type=POSITIVE_INT, help="latent-variable models: importance samples of the IWAE bound "
                                         "(default: the model's eval_k)")
-    e.add_argument("--device")
+    e.add_argument("--device", type=_device, help="auto, cpu or cuda (default: $GMS_DEVICE or auto)")
     m = sub.add_parser("mixture", help="assemble a MADE mixture from one-mask MADE checkpoints trained separately")
-    m.add_argument("members", nargs="+", help="checkpoints of one-mask raster MADEs with consecutive mask seeds")
+    m.add_argument("members", nargs="+", type=_existing_file(".safetensors"), help="checkpoints of one-mask raster MADEs with consecutive mask seeds")
     m.add_argument("--data", required=True, help="data set name or .npz (its 'valid' split scores the mixture)")
     m.add_argument("--data-path", metavar="DIR")
-    m.add_argument("--out", required=True, help="the mixture's checkpoint (.safetensors)")
+    m.add_argument("--out", required=True, type=_new_file(".safetensors"), help="the mixture's checkpoint (.safetensors)")
     m.add_argument("--half", action="store_true", help="store the weights as float16 (half the file; scored as stored)")
-    m.add_argument("--num-threads", type=int)
+    m.add_argument("--num-threads", type=POSITIVE_INT)
     m.add_argument("--record", action="store_true", help="write the command, the members' records and the score")
     c = sub.add_parser("classifier", help="train the digit classifier that scores image models' samples")
     c.add_argument("--data-path", metavar="DIR", help="the folder with the MNIST t10k IDX files (mnist_digits)")
-    c.add_argument("--epochs", type=int, default=30)
-    c.add_argument("--lr", type=float, default=1e-3)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--num-threads", type=int)
-    c.add_argument("--out", required=True, help="the classifier's checkpoint (.safetensors)")
+    c.add_argument("--epochs", type=POSITIVE_INT, default=30)
+    c.add_argument("--lr", type=POSITIVE, default=1e-3)
+    c.add_argument("--seed", type=COUNT, default=0)
+    c.add_argument("--num-threads", type=POSITIVE_INT)
+    c.add_argument("--out", required=True, type=_new_file(".safetensors"), help="the classifier's checkpoint (.safetensors)")
     c.add_argument("--record", action="store_true", help="write the command, wall time and accuracy into it")
     sub.add_parser("list", help="list the model families and data sets")
     return p
@@ -410,11 +484,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (2, with one ``error:`` line on stderr, for any
+    bad argument: argparse's own errors included)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.command is None:  # (--self-test is handled by main.py, which needs the gui)
-        parser.error("choose a command: train, eval, mixture or list")
+    try:
+        args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+        if args.self_test:  # main.py runs `--self-test` alone (it needs the gui)
+            parser.error("--self-test takes no other arguments")
+        if args.command is None:
+            parser.error("choose a command: train, eval, mixture, classifier or list")
+    except SystemExit as exc:  # --help (0) or a bad argument (2, already said)
+        return exc.code if isinstance(exc.code, int) else 2
     commands = {"train": cmd_train, "eval": cmd_eval, "mixture": cmd_mixture, "list": cmd_list,
                 "classifier": cmd_classifier}
     try:

@@ -249,7 +249,7 @@ def _data_file(tmp_path: Path, kind: str) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, needle", [("two-keys", "--key"), ("npy", "npz"), ("nan", "NaN"),
-                                          ("text", "not a readable")])
+                                          ("text", "not an .npz archive")])
 def test_in_process_eval_errors(trained, tmp_path, capsys, kind, needle):
     rc = cli.main(["eval", "--checkpoint", str(trained[0]), "--data", str(_data_file(tmp_path, kind))])
     err = capsys.readouterr().err
@@ -274,10 +274,8 @@ def test_in_process_train_errors(argv, needle, capsys, tmp_path, monkeypatch):
 
 
 def test_in_process_no_command(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main([])
-    assert exc.value.code == 2
-    assert "train, eval, mixture or list" in capsys.readouterr().err
+    assert cli.main([]) == 2
+    assert "train, eval, mixture, classifier or list" in capsys.readouterr().err
 
 
 # -- train: early stopping, schedules, fine-tuning, model cards ---------------------------------

@@ -103,6 +103,13 @@ def load_npz_array(path: str | os.PathLike, key: str | None = None) -> np.ndarra
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
+    if not zipfile.is_zipfile(path):  # numpy would try to unpickle it and suggest allow_pickle
+        with open(path, "rb") as f:
+            head = f.read(6)
+        what = ("a single .npy array" if head == b"\x93NUMPY"
+                else "a Python pickle (never loaded: unpickling can run code)" if head[:1] == b"\x80"
+                else "a text file" if head and all(32 <= c < 127 or c in b"\t\r\n" for c in head) else "another format")
+        raise DataError(f"{path} is not an .npz archive of named arrays (as numpy.savez writes): it looks like {what}")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array has no keys (nor close())
