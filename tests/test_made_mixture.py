@@ -207,7 +207,7 @@ def test_mixture_command_refuses_members_that_do_not_fit(tmp_path, capsys):
     out.unlink()
     for members, needle in [((a, wide), "hidden"), ((a, gap), "consecutive"), ((a, agnostic), "one-mask"),
                             ((a, mirrored, late), "highest seeds"),
-                            ((a, str(nade)), "not 'made'"), ((a, str(tmp_path / "none.safetensors")), "no checkpoint")]:
+                            ((a, str(nade)), "not 'made'"), ((a, str(tmp_path / "none.safetensors")), "no such file")]:
         assert cli.main(["mixture", *members, "--data", "bars", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and needle in err, (needle, err)
