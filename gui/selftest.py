@@ -5,6 +5,7 @@ Used by packaging to check an installed build."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ def self_test(out: str | None = None) -> int:
         print(f"[{'ok' if ok else 'FAIL'}] {name}{': ' + detail if detail else ''}", flush=True)
         return ok
 
+    tmp = Path(tempfile.mkdtemp(prefix="gms-selftest-"))  # removed at the end, pass or fail
     try:
         from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
 
@@ -34,7 +36,6 @@ def self_test(out: str | None = None) -> int:
         from gui.worker import TrainingSession
 
         app = make_app()
-        tmp = Path(tempfile.mkdtemp(prefix="gms-selftest-"))
         ds = data.load("bars", n=512)
         model = registry.create("fvsbn", ds.shape, ds.kind, lr=3e-3, batch_size=32)
         trainer = training.Trainer(model, ds, training.TrainConfig(max_steps=40, eval_every=20, visuals_every_s=0.0,
@@ -88,6 +89,8 @@ def self_test(out: str | None = None) -> int:
         window.close()
     except Exception as exc:
         check("self-test", False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     ok = all(s[1] for s in steps)
     print("self-test passed" if ok else "self-test FAILED", flush=True)
     return 0 if ok else 1
