@@ -1,2 +1,2 @@
-"""Benchmarks. Each script measures against a baseline in the same run and writes its figures
+"""Benchmarks. Each script measures against a baseline in the same run and, given ``--write``, writes its figures
 as a section of BENCHMARKS.md (see :func:`bench.report.write_section`)."""

@@ -1,6 +1,6 @@
 """Completion speed of the autoregressive image models against the naive loop.
 
-    python -m bench.completion_speed [--threads 1] [--n 16] [--repeats 5] [--weights DIR] [--no-write]
+    python -m bench.completion_speed [--threads 1] [--n 16] [--repeats 5] [--weights DIR] [--write]
 
 The work (issue 4): complete the bottom half (rows 14-27, 392 pixels) of a validation digit for
 ``n`` = 16 candidates. Each model's own ``complete`` (NADE: a running hidden pre-activation,
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.report import ROOT, machine, write_section
+from bench.report import ROOT, add_write_flag, machine, write_section
 from core import registry
 from core.checkpoint import load_checkpoint
 from core.protocol import DataKind
@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--weights", default=str(ROOT / "resources" / "weights"))
     ap.add_argument("--only", nargs="*")
-    ap.add_argument("--no-write", action="store_true")
+    add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     digits = np.load(ROOT / "resources" / "digits" / "valid_sample.npz")

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from bench.report import machine, write_section
+from bench.report import add_write_flag, machine, write_section
 from core import data as datasets
 from core import registry
 from core.evaluation import evaluate
@@ -84,7 +84,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a tenth of the steps (a smoke run; not the figures)")
     p.add_argument("--models", default="realnvp,rnade")
     p.add_argument("--data", default="8gaussians,moons")
-    p.add_argument("--no-write", action="store_true")
+    add_write_flag(p)
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []

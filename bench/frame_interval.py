@@ -27,7 +27,7 @@ if not os.environ.get("DISPLAY"):
 import qasync  # noqa: E402
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Slot  # noqa: E402
 
-from bench.report import machine, write_section  # noqa: E402
+from bench.report import add_write_flag, machine, write_section  # noqa: E402
 from gui.app import make_app  # noqa: E402
 
 
@@ -122,7 +122,7 @@ def main() -> None:
     p.add_argument("--playground", help="models to train side by side in the density playground, "
                                         "e.g. realnvp (instead of FVSBN in the training tab)")
     p.add_argument("--toy", default="8gaussians", help="the playground's data set")
-    p.add_argument("--no-write", action="store_true")
+    add_write_flag(p)
     args = p.parse_args()
     app = make_app()
     loop = qasync.QEventLoop(app)

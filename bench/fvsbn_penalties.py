@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from bench.report import machine, write_section
+from bench.report import add_write_flag, machine, write_section
 from core import data as datasets
 from core import registry
 from core.policy import lr_at
@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--held-back", type=int, default=5000)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--no-write", action="store_true")
+    add_write_flag(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

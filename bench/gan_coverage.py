@@ -1,6 +1,6 @@
 """GAN mode coverage (issue 3): PacGAN-style packing against a plain GAN on ring8 and grid25.
 
-    python -m bench.gan_coverage [--quick] [--data ring8,grid25] [--no-write]
+    python -m bench.gan_coverage [--quick] [--data ring8,grid25] [--write]
 
 For each data set and each variant (packed, and the same GAN with ``pack=1`` as the baseline),
 train through ``core.training.Trainer`` on ``core.data.load(name, n=20000, seed=0)`` with a fixed
@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from bench.report import machine, write_section
+from bench.report import add_write_flag, machine, write_section
 from core import data as datasets
 from core import registry
 from core.training import Event, TrainConfig, Trainer
@@ -102,7 +102,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a few hundred steps: checks the script, not the goal")
     p.add_argument("--data", default="ring8,grid25")
     p.add_argument("--seeds", type=int, default=2, help="training seeds per (data set, variant): 0, 1, ...")
-    p.add_argument("--no-write", action="store_true")
+    add_write_flag(p)
     args = p.parse_args()
     torch.set_num_threads(1)
     names = [n for n in args.data.split(",") if n]

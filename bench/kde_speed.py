@@ -1,6 +1,6 @@
 """KDE density-grid speed and accuracy: our binned FFT KDE against scipy.stats.gaussian_kde.
 
-    python -m bench.kde_speed [--n 100000] [--res 256] [--repeats 5] [--full] [--no-write]
+    python -m bench.kde_speed [--n 100000] [--res 256] [--repeats 5] [--full] [--write]
 
 The work: the gaussian KDE (Scott's bandwidth) of ``n`` 2D points (8 gaussians, FFJORD's toy)
 evaluated on a ``res`` x ``res`` grid. scipy sums every kernel at every grid point, about
@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from bench.report import machine, write_section
+from bench.report import add_write_flag, machine, write_section
 from core import registry
 from core.models.kde import kde_log_prob
 from core.protocol import grid_points
@@ -70,7 +70,7 @@ def main() -> None:
     p.add_argument("--sub-grid", type=int, default=4096, help="scipy subset: grid points")
     p.add_argument("--check", type=int, default=2000, help="grid points checked against exact sums")
     p.add_argument("--full", action="store_true", help="also time scipy on the whole work (slow)")
-    p.add_argument("--no-write", action="store_true")
+    add_write_flag(p)
     args = p.parse_args()
     torch.set_num_threads(1)
     from scipy.stats import gaussian_kde

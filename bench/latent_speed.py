@@ -24,7 +24,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import torch
 
-from bench.report import machine, write_section
+from bench.report import add_write_flag, machine, write_section
 from core import latent
 from core.readouts import DEFAULT_WEIGHTS
 from gui.latent_state import scan_latent_weights
@@ -54,7 +54,7 @@ def _interval_run(app, panel, moves: bool, seconds: float = 3.0) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    add_write_flag(ap)
     ap.add_argument("--moves", type=int, default=300)
     args = ap.parse_args()
     torch.set_num_threads(1)

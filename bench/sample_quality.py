@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from bench.report import ROOT, machine, write_section
+from bench.report import ROOT, add_write_flag, machine, write_section
 from core.checkpoint import load_checkpoint
 from core.classifier import load_classifier
 from core.sample_quality import frechet_distance, score_samples
@@ -109,7 +109,7 @@ def report(rows: list[dict], args, clf_acc: float | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    add_write_flag(ap)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--iwae-k", type=int, default=5000)
     ap.add_argument("--valid", default=str(ROOT.parent / "shared" / "data" / "binarized_mnist.npz"))

@@ -1,6 +1,6 @@
 """The table of the weights that ship in resources/weights, from their own records.
 
-    python -m bench.shipped_weights [--no-write]
+    python -m bench.shipped_weights [--write]
 
 Every shipped checkpoint was trained with ``python main.py train ... --record``, which writes
 the command, wall time, threads, device and the held-out NLL (the whole validation split) into
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.report import ROOT, write_section
+from bench.report import ROOT, add_write_flag, write_section
 from core.checkpoint import read_sidecar
 
 #: issue 4's goals on the binarized MNIST validation split (nats), by file name
@@ -49,7 +49,7 @@ def _chain(training: dict) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--no-write", action="store_true")
+    add_write_flag(ap)
     args = ap.parse_args()
     lines = [
         "## Shipped weights",

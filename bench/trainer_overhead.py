@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from bench.report import machine, write_section
+from bench.report import add_write_flag, machine, write_section
 from core import data as datasets
 from core import registry
 from core.control import RunControl, throttled
@@ -93,7 +93,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--data", help="binarized MNIST .npz (default: the built-in bars set)")
-    p.add_argument("--no-write", action="store_true")
+    add_write_flag(p)
     args = p.parse_args()
     torch.set_num_threads(1)
     ds = datasets.binarized_mnist(args.data) if args.data else datasets.load("bars", n=4000)

@@ -1,6 +1,6 @@
 """WaveNet sampling: the Fast-WaveNet cache against a full forward pass per step.
 
-    python -m bench.wavenet_sampling [--n 16] [--repeats 3] [--checkpoint PATH] [--no-write]
+    python -m bench.wavenet_sampling [--n 16] [--repeats 3] [--checkpoint PATH] [--write]
 
 The work: ``n`` sequences of the ``waves`` length (128 steps) from the default WaveNet (64 bins,
 32 residual and 64 skip channels, 2 stacks of dilations 1..32), or from a checkpoint's weights.
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from bench.report import machine, write_section
+from bench.report import add_write_flag, machine, write_section
 from core import registry
 from core.data import waves
 from core.checkpoint import load_checkpoint
@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=16, help="sequences per sampling call")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--checkpoint", help="a wavenet checkpoint (default: fresh default weights)")
-    p.add_argument("--no-write", action="store_true")
+    add_write_flag(p)
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
