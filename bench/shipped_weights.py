@@ -11,6 +11,7 @@ issue-4 goals (validation NLL, nats).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.report import ROOT, add_write_flag, write_section
 from core.checkpoint import read_sidecar
@@ -19,9 +20,11 @@ from core.checkpoint import read_sidecar
 GOALS = {"fvsbn": 98.0, "nade": 89.5, "made": 89.5, "made-ensemble": 88.0, "made-mixture": 88.0, "pixelcnn": 86.0}
 
 
-def rows() -> list[dict]:
+def rows(folder: Path = ROOT / "resources" / "weights") -> list[dict]:
+    """One row per checkpoint in ``folder``, from its sidecar once checked against the checkpoint's
+    header (CheckpointError when a sidecar is missing or disagrees: the table would be false)."""
     out = []
-    for side in sorted((ROOT / "resources" / "weights").glob("*.json")):
+    for side in sorted(p.with_suffix(".json") for p in Path(folder).glob("*.safetensors")):
         meta = read_sidecar(side)
         training = meta.training or {}
         valid = meta.valid

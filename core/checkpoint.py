@@ -293,15 +293,48 @@ def read_checkpoint_meta(path: str | os.PathLike) -> CheckpointMeta:
 
 def read_sidecar(path: str | os.PathLike) -> CheckpointMeta:
     """A checkpoint's JSON sidecar (``path`` is the sidecar or its .safetensors), parsed like the
-    header; CheckpointError when unreadable."""
+    header, once checked against that header (the truth: :func:`sidecar_problems`).
+    CheckpointError when it is missing, unreadable or disagrees with the checkpoint."""
     side = sidecar_path(path)
+    problems = sidecar_problems(side.with_suffix(".safetensors"), missing_ok=False)
+    if problems:
+        raise CheckpointError(f"{side.name} cannot be trusted: " + "; ".join(problems))
+    return CheckpointMeta.parse(json.loads(side.read_text()), side.with_suffix(".safetensors"))
+
+
+#: what a sidecar adds to the header's description
+_SIDECAR_ONLY = ("tensors_sha256", "tensors_file")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def sidecar_problems(path: str | os.PathLike, *, missing_ok: bool = True) -> list[str]:
+    """How the JSON sidecar of the checkpoint ``path`` disagrees with the checkpoint, whose
+    header is the truth: missing (a problem only when not ``missing_ok``), unreadable, written
+    for another version of the weights (a renamed file is fine), or any field of the description that differs
+    (another family, data shape, hyperparameters, step, record...). [] when it agrees."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not side.is_file():
+        return [] if missing_ok else [f"{path.name} has no sidecar {side.name}"]
     try:
         raw = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{side} is unreadable: {exc}") from None
+    except (OSError, json.JSONDecodeError):
+        raw = None
     if not isinstance(raw, dict):
-        raise CheckpointError(f"{side} is not a checkpoint description")
-    return CheckpointMeta.parse(raw, side.with_suffix(".safetensors"))
+        return [f"{side.name} is unreadable; the checkpoint's own metadata were used"]
+    problems = []
+    if raw.get("tensors_sha256") != hashlib.sha256(path.read_bytes()).hexdigest():
+        problems.append(f"{side.name} describes another version of the weights")
+    header = read_checkpoint_meta(path).raw
+    for key in sorted((set(header) | set(raw)) - set(_SIDECAR_ONLY)):
+        if json.dumps(header.get(key), sort_keys=True) != json.dumps(raw.get(key), sort_keys=True):  # NaN == NaN
+            problems.append(f"{side.name} says {key} {_short(raw.get(key))}, the checkpoint "
+                            f"{_short(jsonable(header.get(key)))}")
+    return problems
 
 
 def _check_fit(path: Path, model: GenerativeModel, tensors: dict[str, torch.Tensor]) -> None:
@@ -322,19 +355,6 @@ def _check_fit(path: Path, model: GenerativeModel, tensors: dict[str, torch.Tens
     bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if bad:
         raise CheckpointError(f"{path} holds NaN or infinite weights in {bad}")
-
-
-def _sidecar_warnings(path: Path) -> list[str]:
-    side = sidecar_path(path)
-    if not side.is_file():
-        return []
-    try:
-        sidemeta = json.loads(side.read_text())
-        if sidemeta.get("tensors_sha256") != hashlib.sha256(path.read_bytes()).hexdigest():
-            return [f"{side.name} describes another version of the weights"]
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return [f"{side.name} is unreadable; the checkpoint's own metadata were used"]
-    return []
 
 
 def load_checkpoint(path: str | os.PathLike, *, family: str | None = None,
@@ -360,5 +380,5 @@ def load_checkpoint(path: str | os.PathLike, *, family: str | None = None,
     model.load_state_dict(tensors)
     model.to(device)
     meta = copy.deepcopy(meta)
-    meta.warnings.extend(_sidecar_warnings(path))
+    meta.warnings.extend(sidecar_problems(path))
     return model, meta
