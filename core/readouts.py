@@ -5,10 +5,14 @@ An autoregressive model factorises an image's probability by the chain rule in a
 ``log p(x) = sum_d log p(x_d | x_<d)``. The readouts are these terms: the drawing's log-likelihood
 in nats and in bits per dimension, ``-log p(x) / (D ln 2)``; the per-pixel NLL heatmap
 ``-log p(x_d | x_<d)`` (which sums to ``-log p(x)``: where the drawing surprised the model); and a
-typicality score, the percentage of validation digits the drawing is *more* likely than (from the
-NLL percentiles of the validation set, :func:`nll_percentiles`, recorded in the checkpoint by the
-CLI or computed here from the 500 shipped validation digits). Everything here blocks: the canvas
-runs it off the GUI thread.
+two-sided typicality score (:func:`typicality`): how central the drawing's ``-log p(x)`` lies among
+the validation digits' NLLs, from the NLL percentiles of the validation set
+(:func:`nll_percentiles`, recorded in the checkpoint by the CLI or computed here from the 500
+shipped validation digits). A high likelihood is not typicality (Nalisnick et al. 2019, "Do deep
+generative models know what they don't know?", and their typicality test, Nalisnick et al.
+2019b): a blank canvas is more likely than every digit, yet no digit looks like it, so it is
+flagged as atypical just as a scribble is. Everything here blocks: the canvas runs it off the GUI
+thread.
 """
 
 from __future__ import annotations
@@ -234,7 +238,24 @@ def nll_percentiles(model: GenerativeModel, x: np.ndarray, batch_size: int = 500
     return np.percentile(np.concatenate(nll), np.arange(101))
 
 
+#: a drawing whose typicality is below this (%) is flagged atypical: the two-sided test at the
+#: 2 % level, so 2 % of the validation digits themselves are flagged
+ATYPICAL_PCT = 2.0
+
+
 def typicality(nll: float, percentiles: np.ndarray) -> float:
+    """Two-sided typicality (%) of a drawing of NLL ``nll`` (nats) against the validation NLLs
+    given at percentiles 0..100 (Nalisnick et al. 2019's typicality test, with the validation
+    set's own spread as the reference): ``2 min(F, 100 - F)`` where ``F`` is
+    :func:`likelier_than`. 100 for the median validation digit's NLL, falling towards 0 in BOTH
+    directions: 0 for a drawing more likely than every validation digit (a blank canvas) as for
+    one less likely than all (a scribble, a full canvas). Below :data:`ATYPICAL_PCT` it is
+    atypical for the model."""
+    f = likelier_than(nll, percentiles)
+    return float(2.0 * min(f, 100.0 - f))
+
+
+def likelier_than(nll: float, percentiles: np.ndarray) -> float:
     """The percentage of validation digits whose NLL is higher (less likely) than ``nll``: 0 for
     a drawing less likely than every one of them, 100 for one more likely than all."""
     q = np.asarray(percentiles, np.float64)
@@ -256,7 +277,7 @@ class Readouts:
     """What the readouts show for one drawing."""
 
     version: int
-    rows: list[dict[str, Any]]  # one per exact model: name, log_p, bpd, typicality
+    rows: list[dict[str, Any]]  # one per exact model: name, log_p, bpd, typicality, likelier_than
     heat: np.ndarray | None  # (H, W) float32 per-pixel NLL of the selected model
     total: float | None  # its sum (float64 of the float32 heat) = -log p(x) of the selected model
     digit: int | None  # the digit it was conditioned on (conditional models), None: all digits
@@ -278,7 +299,8 @@ def compute_readouts(version: int, entries: list[CanvasModel], selected: int, im
         if pct is None and digits is not None and digits.shape[1] == e.model.dim:
             pct = computed[i] = nll_percentiles(e.model, digits)
         rows.append({"index": i, "name": e.name, "log_p": lp, "bpd": -lp / (e.model.dim * math.log(2)),
-                     "typicality": None if pct is None else typicality(-lp, pct)})
+                     "typicality": None if pct is None else typicality(-lp, pct),
+                     "likelier_than": None if pct is None else likelier_than(-lp, pct)})
     if 0 <= selected < len(entries):
         e = entries[selected]
         if "pixel_log_prob" in e.caps:

@@ -14,11 +14,22 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from core.readouts import CanvasModel, Readouts, compute_readouts
+from core.readouts import ATYPICAL_PCT, CanvasModel, Readouts, compute_readouts
 from gui.jobs import Jobs
 
-#: a drawing less likely than this percentage of validation digits is flagged as unusual
-UNUSUAL_PCT = 2.0
+TYPICALITY_TIP = (
+    "Typicality: how central the drawing's −log p(x) lies among the validation digits' NLLs "
+    "(a two-sided test, Nalisnick et al. 2019). 100 % = as likely as the median digit; it falls "
+    f"towards 0 % in BOTH directions. Below {ATYPICAL_PCT:g} % the drawing is atypical: far less "
+    "likely than digits (a scribble, a full canvas) or far MORE likely (a blank canvas: a high "
+    "likelihood alone does not make a digit).")
+#: the column headers' tooltips: what each is, and what to watch
+COLUMN_TIPS = [
+    "The models with an exact likelihood (the selected one draws the heatmap).",
+    "log p(x) of the drawing in nats: higher is more likely. Compare models on the same drawing only.",
+    "−log p(x) / (D ln 2), D the pixels: bits per pixel. Lower is more likely; a validation digit scores about 0.1-0.2.",
+    TYPICALITY_TIP,
+]
 
 
 class ReadoutsView(QWidget):
@@ -63,6 +74,14 @@ class ReadoutsView(QWidget):
         self.table = QTableWidget(0, 4, objectName="canvasReadouts")
         self.table.setHorizontalHeaderLabels(["model", "log p (nats)", "bits/dim", "typicality %"])
         self.table.verticalHeader().setVisible(False)
+        for j, tip in enumerate(COLUMN_TIPS):
+            self.table.horizontalHeaderItem(j).setToolTip(tip)
+        self.table.setToolTip("Every exact model's score of the drawing; hover a column header for what it means.")
+        self.heat_widget.setToolTip("Per-pixel NLL −log p(x_d | x_<d) of the selected model (nats; they sum to "
+                                    "−log p(x)). Bright pixels surprised the model: watch where a stroke is unlikely.")
+        self.total_label.setToolTip("−log p(x) of the drawing under the selected model: the sum of the heatmap. "
+                                    "Lower is more likely; see typicality for whether that is digit-like.")
+        self.pct_label.setToolTip(TYPICALITY_TIP)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.heat_widget, 3)
@@ -140,7 +159,16 @@ class ReadoutsView(QWidget):
         if percentile is None:
             self.pct_label.setText("typicality: needs an exact-likelihood model")
         else:
-            flag = "  — unusual for this model" if percentile < UNUSUAL_PCT else ""
-            self.pct_label.setText(f"typicality ({sel['name']}): more likely than {percentile:.1f} % "
-                                   f"of validation digits{flag}")
+            self.pct_label.setText(typicality_text(sel["name"], percentile, sel["likelier_than"]))
         return percentile
+
+
+def typicality_text(name: str, typical: float, likelier: float) -> str:
+    """The typicality line: the two-sided score, what it means, and in which direction."""
+    side = (f"more likely than {likelier:.1f} % of validation digits" if likelier >= 50
+            else f"less likely than {100 - likelier:.1f} % of validation digits")
+    if typical < ATYPICAL_PCT:
+        why = "too plain to be a digit" if likelier >= 50 else "unlike a digit"
+        return f"typicality ({name}): {typical:.1f} % — atypical for this model: {side} ({why})"
+    return (f"typicality ({name}): {typical:.1f} % (100 % = the median validation digit; "
+            f"below {ATYPICAL_PCT:g} % = atypical) — {side}")

@@ -19,7 +19,7 @@ from PySide6.QtTest import QTest
 from core import registry
 from core.checkpoint import save_checkpoint
 from core.protocol import GenerativeModel
-from core.readouts import INK, PAPER, PENDING, TRAINING_KEY, load_digits, typicality
+from core.readouts import ATYPICAL_PCT, INK, PAPER, PENDING, TRAINING_KEY, load_digits
 from gui.canvas import CanvasPanel
 
 H = W = 28
@@ -402,27 +402,26 @@ def test_readouts_follow_the_drawing_debounced(qtbot, panel):
 
 
 @pytest.mark.parametrize("family", ["nade", "made"])  # recorded percentiles; computed from the digits
-def test_typicality_falls_for_garbage(qtbot, panel, family):
+def test_typicality_flags_garbage_and_blank_alike(qtbot, panel, family):
     choose(panel, family)
     panel.random_digit(0)
     readouts(qtbot, panel)
-    digit_pct = panel.readouts_view.percentile
-    assert 0.0 <= digit_pct <= 100.0 and digit_pct > 5
+    view = panel.readouts_view
+    digit_pct = view.percentile
+    assert ATYPICAL_PCT <= digit_pct <= 100.0 and "atypical for" not in view.pct_label.text()
     assert panel.entry.percentiles is not None and panel.entry.percentiles.shape == (101,)
     rng = np.random.default_rng(0)
-    panel.state.set_image(rng.integers(0, 2, (H, W)))
-    readouts(qtbot, panel)
-    assert 0.0 <= panel.readouts_view.percentile < digit_pct
-    assert panel.readouts_view.percentile < 1 and "unusual" in panel.readouts_view.pct_label.text()
-
-
-def test_typicality_function():
-    q = np.linspace(80.0, 180.0, 101)
-    assert typicality(50.0, q) == 100.0 and typicality(500.0, q) == 0.0
-    assert typicality(130.0, q) == pytest.approx(50.0)
-    assert typicality(81.0, q) == pytest.approx(99.0)
-    flat = np.full(101, 100.0)
-    assert typicality(100.0, flat) == pytest.approx(50.0)
+    # (the blank canvas, too likely to be typical, needs a better model than this fixture's:
+    # tests/test_typicality.py shows it with the shipped weights)
+    for image, direction in [(rng.integers(0, 2, (H, W)), "less likely"), (np.ones((H, W), int), "less likely")]:
+        panel.state.set_image(image)
+        readouts(qtbot, panel)
+        text = view.pct_label.text()
+        assert 0.0 <= view.percentile < ATYPICAL_PCT, (direction, view.percentile)
+        assert "atypical for this model" in text and direction in text, text
+    assert "BOTH directions" in view.pct_label.toolTip()
+    header = view.table.horizontalHeaderItem(3)
+    assert header.text() == "typicality %" and "two-sided" in header.toolTip()
 
 
 # -- the main window --------------------------------------------------------------------------
