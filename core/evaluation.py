@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -35,6 +35,9 @@ class NLL:
     n: int = 0  # examples scored (0: not recorded)
     family: str | None = None
     labels: bool | None = None  # class-conditional models: scored given the labels?
+    #: the standard error of the mean (nats): how much the held-out sample's own noise moves
+    #: ``nats`` (the per-example NLLs' std / sqrt(n)); NaN when not measured. Not compared.
+    stderr: float = field(default=math.nan, compare=False)
 
     @property
     def likelihood(self) -> Likelihood:
@@ -107,18 +110,22 @@ def nll_of(model: GenerativeModel, x: torch.Tensor, batch_size: int = 1000,
            labels: torch.Tensor | None = None) -> NLL:
     """The mean NLL of ``x`` (a tensor on the model's device), in batches; NonFiniteError when
     it is not finite."""
-    total, n = 0.0, 0
+    total, squares, n = 0.0, 0.0, 0
     for i in range(0, len(x), batch_size):
         if labels is None:
             lp = model.log_prob(x[i:i + batch_size].float())
         else:
             lp = model.log_prob(x[i:i + batch_size].float(), labels=labels[i:i + batch_size])
-        total += float(lp.double().sum())
+        lp = lp.double()
+        total += float(lp.sum())
+        squares += float((lp * lp).sum())
         n += len(lp)
     nll = -total / n
     if not math.isfinite(nll):
         raise NonFiniteError(f"the model's log-likelihood is {nll}")
-    return NLL.of(nll, model.dim, model.info.likelihood is not Likelihood.EXACT, n=n)
+    var = max(0.0, squares / n - nll * nll) * n / (n - 1) if n > 1 else math.nan
+    return NLL.of(nll, model.dim, model.info.likelihood is not Likelihood.EXACT, n=n,
+                  stderr=math.sqrt(var / n) if n > 1 else math.nan)
 
 
 @torch.no_grad()
@@ -147,4 +154,4 @@ def evaluate(model: GenerativeModel, x: np.ndarray, batch_size: int = 1000,
     t = torch.from_numpy(np.ascontiguousarray(x)).to(model.device)
     nll = nll_of(model, t, batch_size=batch_size, labels=labels)
     return NLL(nll.nats, nll.bits_per_dim, nll.is_bound, int(len(x)), model.info.key,
-               (labels is not None) if model.info.conditional else None)
+               (labels is not None) if model.info.conditional else None, nll.stderr)

@@ -281,13 +281,17 @@ class Trainer:
             self.nll = nll_of(self.model, self._valid, labels=self._valid_labels)
         modes = self.data.meta.get("modes")
         if modes is not None and "sample" in self.model.capabilities():
-            from core.data.toy import mode_coverage
+            from core.data.toy import mode_coverage, quality_min_count
 
             gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 2)
             s = self.model.sample(self.config.coverage_samples, generator=gen).cpu().numpy()
-            centres, std = modes
-            cov = mode_coverage(s, np.asarray(centres, np.float32), float(std))
+            centres, std = np.asarray(modes[0], np.float32), float(modes[1])
+            cov = mode_coverage(s, centres, std)  # PacGAN's count: any one high-quality sample
             self.metrics.update({k: float(v) for k, v in cov.items()})
+            # the count the app shows: only modes with enough high-quality samples (a ring of
+            # samples through the modes and the gaps between them does not cover them)
+            gated = mode_coverage(s, centres, std, min_count=quality_min_count(len(s), len(centres)))
+            self.metrics["modes_quality"] = float(gated["modes_covered"])
         return self.nll
 
     def checkpoint_metrics(self) -> dict[str, float]:

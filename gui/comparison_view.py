@@ -4,6 +4,7 @@ and the view as PNG."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,21 +16,55 @@ from gui.style import COLORS
 
 TABLE_COLUMNS = ["model", "held-out NLL (nats)", "true entropy", "gap", "ms / step", "modes covered",
                  "high quality %", "step"]
+#: what each column is, in one line, and what to watch (the headers' tooltips)
+COLUMN_TIPS = [
+    "The density model (its colour is its curve's and its tile's).",
+    "Mean −log p(x) of the held-out points, nats per point: lower is better; it cannot go below the true "
+    "entropy except by the held-out sample's noise.",
+    "The data's true entropy (nats): the best held-out NLL any model can reach on average.",
+    "Held-out NLL − true entropy (nats): 0 is perfect. ± is the 95 % interval of the held-out mean (1.96 "
+    "standard errors over the held-out points): a gap inside it, even a negative one, is sampling noise.",
+    "Milliseconds per training step: the cost of the model.",
+    "Modes with enough high-quality samples (within 3 std of the mode) to count: at least a tenth of a "
+    "mode's fair share. A ring of samples through the modes and the gaps between them does not cover them. "
+    "In brackets: PacGAN's count (any one high-quality sample) when it differs.",
+    "Share of the samples within 3 std of their nearest mode (VEEGAN / PacGAN): watch it beside the mode "
+    "count; a high count at a low share means samples spread between the modes.",
+    "Training steps done.",
+]
+
+
+def _gap(r: dict[str, Any], true_entropy: float | None) -> str:
+    """``+0.0123 ± 0.0456``: the gap and the 95 % interval of the held-out mean's noise."""
+    if r["nll"] is None or true_entropy is None:
+        return ""
+    se = r.get("se")
+    noise = f" ± {1.96 * se:.4f}" if se is not None and math.isfinite(se) else ""
+    return f"{r['nll'] - true_entropy:+.4f}{noise}"
+
+
+def _modes(r: dict[str, Any]) -> str:
+    if r["covered"] is None:
+        return ""
+    text = f"{r['covered']}/{r['n_modes']}"
+    if r.get("any") is not None and r["any"] != r["covered"]:
+        text += f" ({r['any']} with any sample)"
+    return text
 
 
 def format_rows(rows: list[dict[str, Any]], true_entropy: float | None) -> list[list[str]]:
-    """The table's text, one list per model row (``model``, ``nll``, ``ms``, ``covered``,
-    ``n_modes``, ``hq``, ``step`` and, when it stopped, ``error``), in TABLE_COLUMNS order."""
+    """The table's text, one list per model row (``model``, ``nll``, ``se`` (its standard
+    error), ``ms``, ``covered`` (the quality-gated mode count), ``any`` (PacGAN's), ``n_modes``,
+    ``hq``, ``step`` and, when it stopped, ``error``), in TABLE_COLUMNS order."""
     out = []
     for r in rows:
-        gap = r["nll"] - true_entropy if r["nll"] is not None and true_entropy is not None else None
         out.append([
             r["model"],
             f"stopped: {r['error']}" if r.get("error") else "" if r["nll"] is None else f"{r['nll']:.4f}",
             "" if true_entropy is None else f"{true_entropy:.4f}",
-            "" if gap is None else f"{gap:+.4f}",
+            _gap(r, true_entropy),
             "" if r["ms"] is None else f"{r['ms']:.2f}",
-            "" if r["covered"] is None else f"{r['covered']}/{r['n_modes']}",
+            _modes(r),
             "" if r["hq"] is None else f"{100 * r['hq']:.1f}",
             str(r["step"]),
         ])
@@ -55,8 +90,13 @@ class ComparisonView(QWidget):
         self.table = QTableWidget(0, len(TABLE_COLUMNS), objectName="compareTable")
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.verticalHeader().setVisible(False)
-        csv_btn = QPushButton("Table as CSV…", objectName="exportTable")
-        png_btn = QPushButton("View as PNG…", objectName="exportPng")
+        for j, tip in enumerate(COLUMN_TIPS):
+            self.table.horizontalHeaderItem(j).setToolTip(tip)
+        self.table.setToolTip("The models side by side; hover a column header for what it means.")
+        self.nll_plot.setToolTip("Held-out NLL (nats) of each model against training steps; the dashed line is the "
+                                 "true entropy. Watch the curves fall towards it; one that rises again overfits.")
+        csv_btn = QPushButton("Table as CSV…", objectName="exportTable", toolTip="Save the table as a CSV file")
+        png_btn = QPushButton("View as PNG…", objectName="exportPng", toolTip="Save the tiles and curves as an image")
         csv_btn.clicked.connect(self.export_table_clicked)
         png_btn.clicked.connect(self.export_png_clicked)
         bl = QHBoxLayout(self)

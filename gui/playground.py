@@ -428,7 +428,7 @@ class PlaygroundPanel(QWidget):
                                                done=lambda value: self._entropy_computed(ds, value),
                                                title="Cannot compute the true entropy")
         self.rows = [{"model": registry.info(k).name, "key": k, "nll": None, "step": 0, "ms": None,
-                      "covered": None, "n_modes": None, "hq": None} for k in keys]
+                      "covered": None, "any": None, "n_modes": None, "hq": None, "se": None} for k in keys]
         self._nll_dirty = True
         self._fill_table()
 
@@ -458,11 +458,12 @@ class PlaygroundPanel(QWidget):
         m = s.metrics
         nll = s.nll.nats if s.nll is not None and not s.nll.is_bound else None
         if s.event in EVALUATED and nll is not None and math.isfinite(nll):
-            row["nll"] = nll
+            row["nll"], row["se"] = nll, s.nll.stderr
             self.curves[i].append((s.step, nll))
             self._nll_dirty = True
         if "modes_covered" in m:
-            row["covered"], row["n_modes"], row["hq"] = int(m["modes_covered"]), int(m["n_modes"]), m["high_quality"]
+            row["any"], row["n_modes"], row["hq"] = int(m["modes_covered"]), int(m["n_modes"]), m["high_quality"]
+            row["covered"] = int(m.get("modes_quality", m["modes_covered"]))  # the quality-gated count
         if s.event == Event.NONFINITE:
             self.error.emit("Training stopped", f"{row['model']}: {s.message}")
         self._table_dirty = True

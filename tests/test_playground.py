@@ -73,7 +73,8 @@ def test_two_models_side_by_side_learn_and_fill_the_table(qtbot, pg_tab, tmp_pat
     assert all(r[1] and r[2] and r[3] and r[4] for r in rows)
     assert float(rows[0][2]) == pytest.approx(2.83, abs=0.02), "true entropy of 8 gaussians"
     # both models sample and 8gaussians has modes: the coverage of its 8 modes is measured
-    assert all(re.fullmatch(r"[0-8]/8", r[5]) for r in rows), rows
+    assert all(re.fullmatch(r"[0-8]/8( \([0-8] with any sample\))?", r[5]) for r in rows), rows
+    assert all(re.fullmatch(r"[+-]\d+\.\d{4} ± \d+\.\d{4}", r[3]) for r in rows), rows
     bounds = pg_tab.dataset.meta["bounds"]
     for f in session.last_frames.values():
         dens = f.arrays.density

@@ -19,7 +19,7 @@ import numpy as np
 from core.data.errors import DataError
 
 __all__ = ["ToySpec", "TOY_SETS", "NOISE_HELP", "DEFAULT_INTEGERS_TEXT", "sample", "log_density", "true_entropy",
-           "modes", "mode_coverage", "density_known", "view_bounds", "parse_integers", "resolve_noise"]
+           "modes", "mode_coverage", "quality_min_count", "QUALITY_SHARE", "density_known", "view_bounds", "parse_integers", "resolve_noise"]
 
 
 @dataclass(frozen=True)
@@ -389,6 +389,18 @@ def modes(name: str, noise: float | None = None) -> tuple[np.ndarray, float] | N
     if name == "ring8":
         return _ring_centres(), noise
     return None
+
+
+#: the quality gate of the mode count the app shows: a mode is covered when at least this share of
+#: its fair share of the samples (n / K) are high quality and fall to it (REFERENCES.md lets a
+#: minimum count replace PacGAN's "any one sample"; this is ours). A ring of samples through
+#: ring8's modes and the gaps between them puts about 8 % of a fair share near each mode: 0/8.
+QUALITY_SHARE = 0.1
+
+
+def quality_min_count(n: int, k: int) -> int:
+    """The high-quality samples a mode needs to count as covered, for ``n`` samples over ``k`` modes."""
+    return max(1, math.ceil(QUALITY_SHARE * n / max(1, k)))
 
 
 def mode_coverage(samples, centres, std: float, min_count: int = 1) -> dict:
