@@ -11,6 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
 from core.protocol import Visuals, grid_points
+from gui.tooltips import tile_tip
 
 #: density grid per axis in the tiles: 64 keeps a RealNVP's visuals at ~25 ms (96: ~75 ms)
 RES = 64
@@ -46,6 +47,7 @@ class Tile:
         self.dim = dim
         self.vb = PaintViewBox() if paintable else pg.ViewBox()
         self.plot = layout.addPlot(row=row, col=col, title=title, viewBox=self.vb)
+        self.plot.setToolTip(tile_tip(title, first=paintable))  # the data tile is the paintable one
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.image = pg.ImageItem(axisOrder="row-major")

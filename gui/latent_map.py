@@ -77,6 +77,7 @@ class LatentMap(QWidget):
         row.addStretch(1)
         layout.addLayout(row)
         self.view = pg.GraphicsLayoutWidget()
+        self.view.setObjectName("latentMap")
         self.view.setBackground((18, 18, 18))
         self.view.setMinimumSize(320, 320)
         self.vb = MapViewBox(lockAspect=True, enableMenu=False)

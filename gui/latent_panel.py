@@ -119,6 +119,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         self.row_box = QGroupBox("All ten digits in this style")
         rv = QVBoxLayout(self.row_box)
         self.digit_row = ImageStrip(tiles=CLASSES, min_height=50)
+        self.digit_row.setObjectName("latentDigits")
         rv.addWidget(self.digit_row)
         lv.addWidget(self.row_box, 1)
         split.addWidget(left)

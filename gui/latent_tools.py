@@ -85,6 +85,7 @@ class InterpolateBox(QGroupBox):
         grid.addWidget(self.sweep_btn, 1, 4)
         grid.addWidget(self.stop_btn, 1, 5)
         self.strip = ImageStrip(tiles=DEFAULT_STEPS, min_height=60)
+        self.strip.setObjectName("latentInterpolation")
         grid.addWidget(self.strip, 2, 0, 1, 6)
 
     @property

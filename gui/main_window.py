@@ -26,6 +26,7 @@ from gui import APP_NAME, ORG_NAME
 from gui.canvas import CanvasPanel
 from gui.latent_panel import LatentPanel
 from gui.sequence_panel import SequencePanel
+from gui.tooltips import explain
 from gui.jobs import Jobs, ProgressDialog
 from gui.model_actions import ModelActions
 from gui.model_picker import ModelPicker
@@ -106,6 +107,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.panel.device_combo.currentIndexChanged.connect(self._on_device_choice)
         self._make_actions()
         self._restore_settings()
+        explain(self)  # every metric, plot and tile says what it is and what to watch
 
     # -- layout ----------------------------------------------------------------------------------
     def _dock(self, widget: QWidget, title: str, name: str, area: Qt.DockWidgetArea) -> QDockWidget:

@@ -14,6 +14,15 @@ from pathlib import Path
 
 
 def self_test(out: str | None = None) -> int:
+    """Run the checks in a temporary folder, removed at the end, pass or fail."""
+    tmp = Path(tempfile.mkdtemp(prefix="gms-selftest-"))
+    try:
+        return _self_test(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _self_test(tmp: Path, out: str | None) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import numpy as np
     import torch
@@ -27,7 +36,6 @@ def self_test(out: str | None = None) -> int:
         print(f"[{'ok' if ok else 'FAIL'}] {name}{': ' + detail if detail else ''}", flush=True)
         return ok
 
-    tmp = Path(tempfile.mkdtemp(prefix="gms-selftest-"))  # removed at the end, pass or fail
     try:
         from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
 
@@ -89,8 +97,6 @@ def self_test(out: str | None = None) -> int:
         window.close()
     except Exception as exc:
         check("self-test", False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     ok = all(s[1] for s in steps)
     print("self-test passed" if ok else "self-test FAILED", flush=True)
     return 0 if ok else 1
