@@ -133,3 +133,11 @@ def test_cuda_asked_for_without_cuda_says_so(monkeypatch, capsys, digits):
 def test_help_still_exits_0(capsys):
     assert cli.main(["eval", "--help"]) == 0
     assert "--batch-size" in capsys.readouterr().out
+
+
+def test_train_says_when_cuda_is_missing(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("GMS_FORCE_CPU", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "x.safetensors"
+    assert cli.main(["train", "fvsbn", "--data", "bars", "--max-steps", "1", "--device", "cuda", "--out", str(out)]) == 0
+    assert "cuda was asked for but no CUDA device is available" in capsys.readouterr().err
