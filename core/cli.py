@@ -54,9 +54,9 @@ def _number(kind: type, low: float, what: str, *, inclusive: bool = True):
     return parse
 
 
-POSITIVE_INT = _number(int, 1, "a whole number >= 1")
-COUNT = _number(int, 0, "a whole number >= 0")
-POSITIVE = _number(float, 0.0, "a number > 0", inclusive=False)
+POSITIVE_INT = _number(int, 1, "a whole number, at least 1")
+COUNT = _number(int, 0, "a whole number, at least 0")
+POSITIVE = _number(float, 0.0, "a number above 0", inclusive=False)
 
 
 def _existing_file(*suffixes: str):

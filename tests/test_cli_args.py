@@ -59,11 +59,11 @@ def test_main_py_rejects_an_unknown_flag_and_a_bad_count_in_a_subprocess(tmp_pat
 
 
 @pytest.mark.parametrize("argv, needles", [
-    (["eval", "--batch-size", "-5"], ["--batch-size", ">= 1"]),
-    (["eval", "--batch-size", "0"], ["--batch-size", ">= 1"]),
-    (["eval", "--k", "0"], ["--k", ">= 1"]),
+    (["eval", "--batch-size", "-5"], ["--batch-size", "at least 1"]),
+    (["eval", "--batch-size", "0"], ["--batch-size", "at least 1"]),
+    (["eval", "--k", "0"], ["--k", "at least 1"]),
     (["eval", "--device", "tpu"], ["--device", "tpu"]),
-    (["train", "fvsbn", "--data", "bars", "--epochs", "-1"], ["--epochs", "> 0"]),
+    (["train", "fvsbn", "--data", "bars", "--epochs", "-1"], ["--epochs", "above 0"]),
     (["train", "fvsbn", "--data", "bars", "--epochs", "0"], ["--epochs"]),
     (["train", "fvsbn", "--data", "bars", "--epochs", "nan"], ["--epochs"]),
     (["train", "fvsbn", "--data", "bars", "--max-steps", "0"], ["--max-steps"]),
