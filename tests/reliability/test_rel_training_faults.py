@@ -138,3 +138,25 @@ def test_cuda_missing_falls_back_with_a_message(qtbot, window, monkeypatch, tall
     finish(qtbot, session)
     assert str(session.trainer.device) == "cpu"
     assert any("CUDA" in b.text() for b in window.error_boxes)
+
+
+def test_train_asked_twice_while_the_data_load_starts_one_run(qtbot, window, tally):
+    """Found by the GUI fuzz: Train (or Ctrl+Return) twice before the data set had loaded
+    started two runs; the first one's thread was orphaned and Qt aborted the app ("QThread:
+    Destroyed while thread 'training' is still running")."""
+    tally["cases"] += 1
+    window.picker.select("fvsbn")
+    window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))
+    window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))
+    window.panel.seed.setValue(window.panel.seed.value() + 1)  # a data set still to load
+    window.panel.epochs.setValue(30)
+    first = window.train()
+    assert first is not None
+    assert window.train() is None, "a second start while the first loads is refused"
+    qtbot.waitUntil(lambda: window.session is not None and window.session.frames_received > 0, timeout=20000)
+    session = window.session
+    qtbot.wait(300)
+    assert window.session is session, "one run was started"
+    with qtbot.waitSignal(session.finished, timeout=10000):
+        window.stop()
+    usable(qtbot, window)
