@@ -25,8 +25,8 @@ COLUMNS = [("cases", "cases tried"), ("failures", "failures"), ("refused", "refu
            ("events_sent", "events sent"), ("seed", "seed"), ("exceptions", "exceptions"),
            ("qt_warnings", "Qt warnings"), ("runs", "runs"), ("snapshots", "snapshots"),
            ("worst_peak_growth_mb", "worst peak memory growth (MB)"), ("rss_growth_mb", "resident memory growth (MB)"),
-           ("qobject_growth", "Qt object growth"), ("qthread_growth", "QThread growth"),
-           ("thread_growth", "thread growth"), ("worst_exit_s", "worst exit time (s)")]
+           ("qobject_growth", "Qt object growth"), ("qobject_changes", "Qt objects changed"), ("qthread_growth", "QThread growth"),
+           ("thread_growth", "thread growth"), ("worst_close_s", "worst window close (s)"), ("worst_exit_s", "worst exit time (s)")]
 
 
 def run_suite(out: Path, extra: list[str]) -> tuple[int, float]:

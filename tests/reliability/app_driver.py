@@ -61,8 +61,16 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def qobject_kinds(app: QApplication, window: QWidget) -> dict[str, int]:
+    """Class name -> count, over the window's objects and the top-level widgets."""
+    kinds: dict[str, int] = {}
+    for o in window.findChildren(QObject) + app.topLevelWidgets():
+        kinds[type(o).__name__] = kinds.get(type(o).__name__, 0) + 1
+    return kinds
+
+
 def qobjects(app: QApplication, window: QWidget) -> int:
-    return len(window.findChildren(QObject)) + len(app.topLevelWidgets())
+    return sum(qobject_kinds(app, window).values())
 
 
 def qthreads(window: QWidget) -> int:
@@ -102,7 +110,7 @@ class Driver:
     async def sample(self) -> None:
         w = self.w
         w.tabs.setCurrentWidget(w.canvas_scroll)
-        await self.until(lambda: w.canvas.entry() is not None, 30)
+        await self.until(lambda: w.canvas.entry is not None, 30)
         for _ in range(3):
             w.canvas.sample()
             await self.pause(0.05)
@@ -130,16 +138,20 @@ class Driver:
         target = self.args.snapshots
         await self.until(lambda: trainer.step >= min(1000, target // 5), 600)
         gc.collect()
+        self.kinds = qobject_kinds(self.app, w)
         REPORT["start"] = {"step": trainer.step, "rss_mb": rss_mb(), "qobjects": qobjects(self.app, w),
                            "qthreads": qthreads(w), "threads": threading.active_count()}
         await self.until(lambda: trainer.step >= target, 1200)
-        w.stop()
-        await self.until(lambda: not w.session.running, 30)
-        await self.pause(0.5)
-        gc.collect()
+        gc.collect()  # measured while training still, as at the start
+        self.kinds_end = qobject_kinds(self.app, w)
         REPORT["end"] = {"step": trainer.step, "rss_mb": rss_mb(), "qobjects": qobjects(self.app, w),
                          "qthreads": qthreads(w), "threads": threading.active_count()}
+        w.stop()
+        await self.until(lambda: not w.session.running, 30)
         REPORT["snapshots"] = trainer.step
+        before, after = self.kinds, self.kinds_end
+        REPORT["qobject_changes"] = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)
+                                     if after.get(k, 0) != before.get(k, 0)}
 
     async def fuzz(self) -> None:
         actions = [self.a_tab, self.a_model, self.a_train, self.a_stop, self.a_pause, self.a_button,
