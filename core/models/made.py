@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
-                           batch_size_hparam, last_completion, lr_hparam)
+                           batch_size_hparam, drain, last_completion, lr_hparam)
 from core.registry import register
 
 Degrees = tuple[torch.Tensor, list[torch.Tensor]]  # (input ranks (D,), hidden degrees per layer)
@@ -315,8 +315,7 @@ class MADE(GenerativeModel):
             yield d, p
 
     def _fill(self, x, known, deg, generator):
-        for _ in self._fill_steps(x, known, deg, generator):
-            pass
+        drain(self._fill_steps(x, known, deg, generator))
         return x
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import gc
 import json
 import os
@@ -260,8 +261,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=".")
     p.add_argument("--watchdog", type=float, default=0, help="dump every thread's stack and exit after S s")
     args = p.parse_args(argv)
-    import faulthandler
-
     faulthandler.enable()  # a crash dumps every thread's stack
     if args.watchdog:
         faulthandler.dump_traceback_later(args.watchdog, exit=True)
@@ -305,6 +304,8 @@ def main(argv=None) -> int:
         print("CLOSING", flush=True)
         t0 = REPORT["closing_at"] = time.perf_counter()
         window.close()
+        if os.environ.get("GMS_DRIVER_CLOSE_TRACE"):  # what the exit waits for
+            faulthandler.dump_traceback_later(float(os.environ["GMS_DRIVER_CLOSE_TRACE"]))
         REPORT["close_s"] = time.perf_counter() - t0
         app.quit()
 
