@@ -281,7 +281,7 @@ def _tensor_bytes(path: Path, header: dict, n: int, size: int) -> int:
         try:
             dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
             ok = (isinstance(dtype, str) and dtype in _DTYPE_BYTES and isinstance(shape, list)
-                  and all(type(s) is int and s >= 0 for s in shape) and type(start) is int and type(end) is int)
+                  and all(type(s) is int and 0 <= s < 2**62 for s in shape) and type(start) is int and type(end) is int)
         except (TypeError, KeyError, ValueError):
             ok = False
         if not ok:
@@ -423,7 +423,7 @@ def load_checkpoint(path: str | os.PathLike, *, family: str | None = None,
     model = _build(path, meta, tensor_bytes)
     try:
         tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError) as exc:
         raise CheckpointError(f"{path} is damaged or truncated: {exc}") from None
     _check_fit(path, model, tensors)
     try:
