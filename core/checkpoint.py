@@ -263,17 +263,52 @@ def _read_header(path: Path) -> tuple[dict, int, int]:
     return header, n, size
 
 
-def read_checkpoint_meta(path: str | os.PathLike) -> CheckpointMeta:
-    """Read and check a checkpoint's header without loading tensors; raise CheckpointError."""
-    path = Path(path)
+#: bytes per element of every safetensors dtype
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8,
+                "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _tensor_bytes(path: Path, header: dict, n: int, size: int) -> int:
+    """Check every tensor entry of the header against the file (a known dtype, a shape of whole
+    numbers, offsets covering exactly its bytes, inside the file); return the bytes they take."""
+    if not isinstance(header.get("__metadata__", {}), dict) or not all(
+            isinstance(v, str) for v in header.get("__metadata__", {}).values()):
+        raise CheckpointError(f"{path} is not a safetensors checkpoint (damaged header metadata)")
+    room, total = size - 8 - n, 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            ok = (isinstance(dtype, str) and dtype in _DTYPE_BYTES and isinstance(shape, list)
+                  and all(type(s) is int and 0 <= s < 2**62 for s in shape) and type(start) is int and type(end) is int)
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path} is damaged: the header's entry for tensor {name!r} is unreadable")
+        if end > room:
+            raise CheckpointError(f"{path} is truncated: {size} bytes, its header needs {8 + n + end}")
+        if not 0 <= start <= end or math.prod(shape) * _DTYPE_BYTES[dtype] != end - start:
+            raise CheckpointError(f"{path} is damaged: tensor {name!r} ({dtype} {shape}) does not fill "
+                                  f"its bytes {start}..{end}")
+        total += end - start
+    return total
+
+
+def _parse(raw: dict, path: Path, what: str) -> CheckpointMeta:
+    try:
+        return CheckpointMeta.parse(raw, path)
+    except (TypeError, ValueError, OverflowError, AttributeError, KeyError, IndexError) as exc:
+        raise CheckpointError(f"{what} damaged ({type(exc).__name__}: {exc})") from None
+
+
+def _read_meta(path: Path) -> tuple[CheckpointMeta, int]:
+    """The checked description of ``path`` and the bytes its tensors take."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     header, n, size = _read_header(path)
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
-            and "data_offsets" in v]
-    if ends and 8 + n + max(ends) > size:
-        raise CheckpointError(f"{path} is truncated: {size} bytes, its header needs {8 + n + max(ends)}")
-    raw = (header.get("__metadata__") or {}).get(_META_KEY)
+    tensor_bytes = _tensor_bytes(path, header, n, size)
+    raw = header.get("__metadata__", {}).get(_META_KEY)
     if raw is None:
         raise CheckpointError(f"{path} is a safetensors file but not a checkpoint of this app "
                               f"(no {_META_KEY!r} metadata): it may belong to another program")
@@ -285,10 +320,20 @@ def read_checkpoint_meta(path: str | os.PathLike) -> CheckpointMeta:
         raise CheckpointError(f"{path}: its metadata are damaged")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    try:
+        version = int(meta.get("format_version", 0))
+    except (TypeError, ValueError, OverflowError):
+        raise CheckpointError(f"{path}: its metadata are damaged (format_version "
+                              f"{meta.get('format_version')!r})") from None
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer version of the app "
                               f"(format {meta.get('format_version')}); please update")
-    return CheckpointMeta.parse(meta, path)
+    return _parse(meta, path, f"{path}: its metadata are"), tensor_bytes
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> CheckpointMeta:
+    """Read and check a checkpoint's header without loading tensors; raise CheckpointError."""
+    return _read_meta(Path(path))[0]
 
 
 def read_sidecar(path: str | os.PathLike) -> CheckpointMeta:
@@ -299,7 +344,7 @@ def read_sidecar(path: str | os.PathLike) -> CheckpointMeta:
     problems = sidecar_problems(side.with_suffix(".safetensors"), missing_ok=False)
     if problems:
         raise CheckpointError(f"{side.name} cannot be trusted: " + "; ".join(problems))
-    return CheckpointMeta.parse(json.loads(side.read_text()), side.with_suffix(".safetensors"))
+    return _parse(json.loads(side.read_text()), side.with_suffix(".safetensors"), f"{side} is")
 
 
 #: what a sidecar adds to the header's description
@@ -342,7 +387,10 @@ def _check_fit(path: Path, model: GenerativeModel, tensors: dict[str, torch.Tens
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     wrong = sorted(k for k in set(own) & set(tensors)
                    if own[k].shape != tensors[k].shape and k not in model.resizable_buffers)
-    if missing or unexpected or wrong:
+    # (floating weights may be stored at another precision: the shipped MADE mixture's are half)
+    types = sorted(k for k in set(own) & set(tensors) if own[k].dtype != tensors[k].dtype
+                   and not (own[k].is_floating_point() and tensors[k].is_floating_point()))
+    if missing or unexpected or wrong or types:
         parts = []
         if missing:
             parts.append(f"missing {missing}")
@@ -351,10 +399,36 @@ def _check_fit(path: Path, model: GenerativeModel, tensors: dict[str, torch.Tens
         if wrong:
             parts.append("wrong shapes " + ", ".join(
                 f"{k}: {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}" for k in wrong))
+        if types:
+            parts.append("wrong dtypes " + ", ".join(f"{k}: {tensors[k].dtype} vs {own[k].dtype}" for k in types))
         raise CheckpointError(f"{path} does not fit a {model.info.key} model: " + "; ".join(parts))
     bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if bad:
         raise CheckpointError(f"{path} holds NaN or infinite weights in {bad}")
+
+
+def _build(path: Path, meta: CheckpointMeta, tensor_bytes: int) -> GenerativeModel:
+    """The model ``meta`` describes, sized first without memory (on torch's "meta" device): a
+    description claiming more weights than the file holds is refused before anything is built."""
+    family, shape = meta.raw.get("family"), meta.raw.get("data_shape")
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 4 and all(type(s) is int and s > 0 for s in shape)):
+        raise CheckpointError(f"{path} describes data of shape {shape!r}: not a list of positive whole numbers")
+    if 4 * math.prod(shape) > tensor_bytes:  # every family has a float32 weight per data dimension at least
+        raise CheckpointError(f"{path} describes data of shape {shape}, larger than its {tensor_bytes} bytes "
+                              f"of weights can model: it is damaged")
+    try:
+        with torch.device("meta"):
+            probe = registry.create(family, shape, **meta.hparams)
+        need = sum(v.numel() * v.element_size() for k, v in probe.state_dict().items()
+                   if k not in probe.resizable_buffers)
+        if need > 2 * tensor_bytes + (1 << 20):  # a near miss is left to _check_fit, which names the tensors
+            raise CheckpointError(f"{path} describes a {family} model of {need} bytes of weights, but holds "
+                                  f"only {tensor_bytes}: it is damaged")
+        return registry.create(family, shape, **meta.hparams)
+    except (KeyError, ValueError, TypeError, OverflowError, RuntimeError, NotImplementedError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{path} describes a model this app cannot build: {exc}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, *, family: str | None = None,
@@ -365,19 +439,19 @@ def load_checkpoint(path: str | os.PathLike, *, family: str | None = None,
     from safetensors.torch import load_file
 
     path = Path(path)
-    meta = read_checkpoint_meta(path)
+    meta, tensor_bytes = _read_meta(path)
     if family is not None and meta.family != family:
         raise CheckpointError(f"{path} holds a {meta.family!r} model, not {family!r}")
-    try:
-        model = registry.create(meta.raw["family"], meta.raw["data_shape"], **meta.hparams)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path} describes a model this app cannot build: {exc}") from None
+    model = _build(path, meta, tensor_bytes)
     try:
         tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError) as exc:
         raise CheckpointError(f"{path} is damaged or truncated: {exc}") from None
     _check_fit(path, model, tensors)
-    model.load_state_dict(tensors)
+    try:
+        model.load_state_dict(tensors)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} does not fit a {model.info.key} model: {exc}") from None
     model.to(device)
     meta = copy.deepcopy(meta)
     meta.warnings.extend(sidecar_problems(path))

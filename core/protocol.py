@@ -25,8 +25,10 @@ Models that are fitted rather than trained by gradient (histogram, KDE, EM) over
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import math
+import threading
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Iterator, Sequence
 
@@ -390,12 +392,37 @@ class CompletionStep:
     total: int  # pixels to draw in all
 
 
+#: An event that, once set, abandons the sampling loops run in this context (checked at every
+#: drawn pixel): the GUI's jobs set it for their work, and set the event when their window
+#: closes, so that closing never waits for a slow sampler (PixelCNN: a pass per pixel).
+abandon: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("abandon", default=None)
+
+
+class Abandoned(Exception):
+    """A sampling loop was abandoned: whoever wanted its result is going away."""
+
+
+def check_abandoned() -> None:
+    """Raise :class:`Abandoned` if the work running in this context was abandoned (a check
+    between the parts of a long computation)."""
+    flag = abandon.get()
+    if flag is not None and flag.is_set():
+        raise Abandoned("abandoned")
+
+
+def drain(steps: Iterator[Any]) -> Any:
+    """Run a sampling loop to its end (abandoned if :data:`abandon` is set); its last item or None."""
+    flag, last = abandon.get(), None
+    for last in steps:
+        if flag is not None and flag.is_set():
+            raise Abandoned("sampling abandoned")
+    return last
+
+
 def last_completion(steps: Iterator[CompletionStep], start: torch.Tensor) -> torch.Tensor:
     """What a completion ends with: the last step's candidates, or ``start`` when no pixel is drawn."""
-    out = start
-    for step in steps:
-        out = step.x
-    return out
+    last = drain(steps)
+    return start if last is None else last.x
 
 
 def grid_points(bounds: Sequence[tuple[float, float]], res: int) -> np.ndarray:

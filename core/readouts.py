@@ -28,7 +28,7 @@ import torch
 
 from core import registry
 from core.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_checkpoint_meta
-from core.protocol import DataKind, GenerativeModel, Likelihood
+from core.protocol import DataKind, GenerativeModel, Likelihood, check_abandoned
 from core.training import clone_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,6 +292,7 @@ def compute_readouts(version: int, entries: list[CanvasModel], selected: int, im
     heat, total, used = None, None, None
     flat = image.reshape(-1).astype(np.float32)
     for i, e in enumerate(entries):
+        check_abandoned()  # (a model's pass each: seconds in all with the big ones)
         if not e.exact:
             continue
         lp = float(log_prob(e, flat[None], digit)[0])

@@ -28,7 +28,7 @@ from core.checkpoint import CheckpointError, checkpoint_payload, save_checkpoint
 from core.data import Dataset
 from core.device import is_cuda_failure, select_device
 from core.evaluation import NLL, check_labelled, nll_of
-from core.protocol import DataKind, GenerativeModel, Likelihood, NonFiniteError, Visuals
+from core.protocol import Abandoned, DataKind, GenerativeModel, Likelihood, NonFiniteError, Visuals
 
 __all__ = ["Event", "Snapshot", "TrainConfig", "Trainer", "Visuals", "clone_model"]
 
@@ -372,7 +372,10 @@ class Trainer:
         now = time.perf_counter()
         if every is None or (now - self._last_visual < every and self.step != self.total_steps):
             return None
-        arrays = self._visuals()
+        try:
+            arrays = self._visuals()
+        except Abandoned:  # the run is being stopped (the window closes): no pictures this step
+            return None
         # a slow sampler (PixelCNN: a pass per pixel) must not starve training: the views get
         # at most ~10 % of the time (0 s asks for visuals at every step)
         cost = time.perf_counter() - now if every > 0 else 0.0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import inspect
 import math
@@ -29,6 +30,8 @@ from typing import Any, Callable, Iterator
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QProgressDialog, QWidget
+
+from core.protocol import abandon
 
 #: errors whose text is written for the user (as are those of core's own exception classes)
 PLAIN_ERRORS = (ValueError, OSError)
@@ -59,6 +62,7 @@ class Jobs:
         self.busy = busy
         self.tasks: set[asyncio.Task] = set()
         self.closed = False
+        self._abandon = threading.Event()  # set on close: the jobs' sampling loops end early
 
     def run(self, fn: Callable[..., Any] | concurrent.futures.Future, *args: Any, done: Callable[[Any], Any] | None = None,
             failed: Callable[[str], None] | None = None, title: str = "Error",
@@ -81,7 +85,9 @@ class Jobs:
                 if isinstance(fn, concurrent.futures.Future):
                     result = await asyncio.wrap_future(fn)
                 else:
-                    result = await in_thread(fn, *args)
+                    context = contextvars.copy_context()
+                    context.run(abandon.set, self._abandon)
+                    result = await in_thread(context.run, fn, *args)
             finally:
                 if busy and self.busy is not None and not self.closed:
                     self.busy(False, "")
@@ -112,6 +118,7 @@ class Jobs:
     def close(self) -> None:
         """Cancel the running jobs; their callbacks are no longer called."""
         self.closed = True
+        self._abandon.set()
         for task in list(self.tasks):
             task.cancel()
 

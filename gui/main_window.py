@@ -50,6 +50,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.settings = settings or QSettings(ORG_NAME, APP_NAME)
         self.fps = fps
         self.session: TrainingSession | None = None
+        self._starting = False  # a training start is loading its data set
         self.model: GenerativeModel | None = None
         self.dataset: datasets.Dataset | None = None
         self.model_step = 0
@@ -359,8 +360,8 @@ class MainWindow(ModelActions, QMainWindow):
     def train(self) -> asyncio.Task | None:
         """Load the data set off the GUI thread, then start training: the job's task, or None when
         training runs already or the form is not valid (the error is shown)."""
-        if self.session is not None and self.session.running:
-            return None
+        if (self.session is not None and self.session.running) or self._starting:
+            return None  # (a second start while the first loads its data would orphan a running thread)
         self.panel.train_btn.setEnabled(False)
         try:
             key, name = self.panel.family, self.panel.data_name()
@@ -372,14 +373,17 @@ class MainWindow(ModelActions, QMainWindow):
             self.show_error("Cannot train", str(exc))
             return None
         load, data_key, dialog = self._dataset_loader(name)
+        self._starting = True
 
         def loaded(ds: datasets.Dataset) -> None:
+            self._starting = False
             if dialog is not None:
                 dialog.close()
             self._data_key = data_key
             self._start_training(key, hp, ds)
 
         def failed(_message: str) -> None:
+            self._starting = False
             if dialog is not None:
                 dialog.close()
             self.panel.set_state("idle")

@@ -7,6 +7,7 @@ plain function receiver would run in the worker thread and can deadlock a shown 
 
 from __future__ import annotations
 
+import threading
 import traceback
 
 import torch
@@ -14,6 +15,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from core.control import Frame, RunControl, round_robin, throttled
 from core.policy import PolicyRun, TrainingPolicy
+from core.protocol import abandon
 from core.training import Trainer
 
 #: torch threads for training: one, so the GUI thread keeps a core on a 2-core machine.
@@ -28,10 +30,12 @@ class _Worker(QObject):
     def __init__(self, runs: list[PolicyRun], control: RunControl, fps: float):
         super().__init__()
         self.runs, self.control, self.fps = runs, control, fps
+        self.abandon = threading.Event()  # set by TrainingSession.stop: a step's slow visuals end early
 
     @Slot()
     def run(self) -> None:
         torch.set_num_threads(TRAIN_THREADS)
+        abandon.set(self.abandon)  # (this thread's context)
         try:
             runs = [throttled(r.run(), self.control, self.fps) for r in self.runs]
             for frame in (runs[0] if len(runs) == 1 else round_robin(runs)):
@@ -131,6 +135,7 @@ class TrainingSession(QObject):
     def stop(self, wait_ms: int = 2000) -> bool:
         """Ask the worker to stop at its next yield; wait up to ``wait_ms``. True if it ended."""
         self.control.stop()
+        self._worker.abandon.set()  # a slow sampler in the step's visuals ends at its next pixel
         if not self._thread.isRunning():
             return True
         return self._thread.wait(wait_ms)

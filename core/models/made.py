@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
-                           batch_size_hparam, last_completion, lr_hparam)
+                           batch_size_hparam, drain, last_completion, lr_hparam)
 from core.registry import register
 
 Degrees = tuple[torch.Tensor, list[torch.Tensor]]  # (input ranks (D,), hidden degrees per layer)
@@ -111,7 +111,7 @@ class MADE(GenerativeModel):
         right to left with ``mirror``."""
         d = self.dim
         if not self.hparams.get("mirror"):
-            return torch.arange(1, d + 1)
+            return torch.arange(1, d + 1, device="cpu")
         if len(self.data_shape) == 2:
             h, w = self.data_shape
         elif len(self.data_shape) == 1 and round(d ** 0.5) ** 2 == d:
@@ -119,21 +119,24 @@ class MADE(GenerativeModel):
         else:
             raise ValueError(f"mirror reads image rows: data of shape (H, W), or (D,) with D a square; "
                              f"got {self.data_shape}")
-        return torch.arange(d).reshape(h, w).flip(1).reshape(-1) + 1
+        return torch.arange(d, device="cpu").reshape(h, w).flip(1).reshape(-1) + 1
 
     @staticmethod
     def _make_degrees(d: int, h: int, n_layers: int, n_masks: int, seed: int,
                       order_agnostic: bool, raster: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # on the CPU whatever the default device (the checkpoint loader sizes models on "meta")
+        cpu = torch.device("cpu")
         g = torch.Generator().manual_seed(seed)
-        orders = torch.empty(n_masks, d, dtype=torch.int32)
-        hidden = [torch.empty(n_masks, h, dtype=torch.int32) for _ in range(n_layers)]
-        raster = torch.arange(1, d + 1) if raster is None else raster
+        orders = torch.empty(n_masks, d, dtype=torch.int32, device=cpu)
+        hidden = [torch.empty(n_masks, h, dtype=torch.int32, device=cpu) for _ in range(n_layers)]
+        raster = torch.arange(1, d + 1, device=cpu) if raster is None else raster.to(cpu)
         for k in range(n_masks):
-            m = torch.randperm(d, generator=g) + 1 if order_agnostic else raster
+            m = torch.randperm(d, generator=g, device=cpu) + 1 if order_agnostic else raster
             orders[k] = m
             for layer in hidden:
                 low = min(int(m.min()), d - 1)
-                m = torch.randint(low, d, (h,), generator=g) if low < d - 1 else torch.full((h,), d - 1)
+                m = (torch.randint(low, d, (h,), generator=g, device=cpu) if low < d - 1
+                     else torch.full((h,), d - 1, device=cpu))
                 layer[k] = m
         return orders, hidden
 
@@ -312,8 +315,7 @@ class MADE(GenerativeModel):
             yield d, p
 
     def _fill(self, x, known, deg, generator):
-        for _ in self._fill_steps(x, known, deg, generator):
-            pass
+        drain(self._fill_steps(x, known, deg, generator))
         return x
 
     @torch.no_grad()
