@@ -31,6 +31,7 @@ from gui.canvas_animation import CompletionAnimation
 from gui.canvas_controls import CompleteBox, DrawBox, ModelBox, bind_keys
 from gui.jobs import Jobs
 from gui.pixel_canvas import PixelCanvas
+from gui.style import steady_label
 from gui.readouts_view import ReadoutsView
 
 
@@ -97,7 +98,7 @@ class CanvasPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(controls)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(300)
+        scroll.setFixedWidth(max(300, controls.sizeHint().width() + 24))  # its texts never move the canvas
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self._build_centre())
         split.addWidget(self._build_right())
@@ -135,9 +136,9 @@ class CanvasPanel(QWidget):
 
     def _build_centre(self) -> QWidget:
         self.canvas = PixelCanvas(self.state)
-        self.prob_label = QLabel("", objectName="canvasProbLabel")
+        self.prob_label = steady_label(QLabel("", objectName="canvasProbLabel"), 1)
         self.prob_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.message_label = QLabel("", objectName="canvasMessage", wordWrap=True)
+        self.message_label = steady_label(QLabel("", objectName="canvasMessage"), 3)
         centre = QWidget()
         v = QVBoxLayout(centre)
         v.setContentsMargins(0, 0, 0, 0)

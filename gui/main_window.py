@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox, QScrollArea,
-                               QTabWidget, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox, QScrollArea, QSizePolicy,
+                               QSplitter, QTabWidget)
 
 from core import data as datasets
 from core import registry
@@ -61,7 +61,15 @@ class MainWindow(ModelActions, QMainWindow):
         self.panel = TrainPanel()
         self.tabs = QTabWidget(objectName="workspace")
         self.training_view = TrainingView(fps=fps)
-        self.tabs.addTab(self.training_view, "Training")
+        # the model list and run controls live in the Training tab's own page (not in docks shown
+        # per tab), so the tab bar stays where it is on every tab
+        self.training_page = QSplitter(Qt.Orientation.Horizontal, objectName="trainingPage")
+        for w in (self.picker, self.training_view, self.panel):
+            self.training_page.addWidget(w)
+        self.training_page.setStretchFactor(1, 1)
+        self.training_page.setChildrenCollapsible(False)
+        self.training_page.setSizes([210, 700, 340])
+        self.tabs.addTab(self.training_page, "Training")
         self.playground = PlaygroundPanel(fps=fps)
         self.tabs.addTab(self.playground, "Density playground")
         self.playground.error.connect(self._on_panel_error)
@@ -81,11 +89,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.tabs.addTab(self.sequences, "Sequences")
         self._sequence_model_id: tuple[int, int] | None = None
         self.setCentralWidget(self.tabs)
-        left = self._dock(self.picker, "Models", "modelsDock", Qt.DockWidgetArea.LeftDockWidgetArea)
-        right = self._dock(self.panel, "Training", "trainingDock", Qt.DockWidgetArea.RightDockWidgetArea)
-        self.training_docks = (left, right)
         self.tabs.currentChanged.connect(self._on_tab)
-        self.resizeDocks([left, right], [210, 340], Qt.Orientation.Horizontal)
 
         self.device_label = QLabel(objectName="deviceLabel")
         self.speed_label = QLabel(objectName="speedLabel")
@@ -108,12 +112,6 @@ class MainWindow(ModelActions, QMainWindow):
         self._restore_settings()
 
     # -- layout ----------------------------------------------------------------------------------
-    def _dock(self, widget: QWidget, title: str, name: str, area: Qt.DockWidgetArea) -> QDockWidget:
-        dock = QDockWidget(title, self, objectName=name)
-        dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        return dock
-
     def _make_actions(self) -> None:
         def action(menu, text, slot, shortcut, name):
             a = QAction(text, self, objectName=name)
@@ -136,8 +134,8 @@ class MainWindow(ModelActions, QMainWindow):
         action(run_menu, "Sa&mple", self.sample, "Ctrl+M", "actionSample")
         view_menu = self.menuBar().addMenu("&View")
         for i, (text, name) in enumerate((("&Training", "actionTabTraining"), ("&Density playground", "actionTabPlayground"),
-                                          ("&Canvas", "actionTabCanvas"),
-                                          ("&Latent space", "actionTabLatent"))):
+                                          ("&Canvas", "actionTabCanvas"), ("&Latent space", "actionTabLatent"),
+                                          ("S&equences", "actionTabSequences"))):
             action(view_menu, text, self._show_tab, f"Ctrl+{i + 1}", name).setData(i)
 
     def _add_latent_tab(self, fps: float) -> None:
@@ -156,7 +154,7 @@ class MainWindow(ModelActions, QMainWindow):
     # -- settings --------------------------------------------------------------------------------
     def _restore_settings(self) -> None:
         s = self.settings
-        # the tab first: it decides which docks show, and so how small the window may be
+        # the tab first: it decides how small the window may be
         self.tabs.setCurrentIndex(int(s.value("window/tab", 0)))
         self._on_tab(self.tabs.currentIndex())
         geometry, state = s.value("window/geometry"), s.value("window/state")
@@ -272,9 +270,10 @@ class MainWindow(ModelActions, QMainWindow):
 
     @Slot(int)
     def _on_tab(self, index: int) -> None:
-        """The picker and training controls belong to the Training tab; other tabs have their own."""
-        for dock in self.training_docks:
-            dock.setVisible(self.tabs.widget(index) is self.training_view)
+        """Only the shown page sets how small the window may be (the others are ignored)."""
+        for i in range(self.tabs.count()):
+            policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
+            self.tabs.widget(i).setSizePolicy(policy, policy)
         if self.tabs.widget(index) is self.sequences:
             self._refresh_sequences()
 
@@ -345,7 +344,7 @@ class MainWindow(ModelActions, QMainWindow):
     @Slot(str)
     def _fine_tune(self, path: str) -> None:
         """The Canvas tab hands a checkpoint over: load it here to train it further."""
-        self.tabs.setCurrentWidget(self.training_view)
+        self.tabs.setCurrentWidget(self.training_page)
         self.load(path)
 
     @Slot(int)
