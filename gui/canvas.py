@@ -31,7 +31,7 @@ from gui.canvas_animation import CompletionAnimation
 from gui.canvas_controls import CompleteBox, DrawBox, ModelBox, bind_keys
 from gui.jobs import Jobs
 from gui.pixel_canvas import PixelCanvas
-from gui.style import steady_label
+from gui.style import SteadyLabel
 from gui.readouts_view import ReadoutsView
 
 
@@ -136,9 +136,9 @@ class CanvasPanel(QWidget):
 
     def _build_centre(self) -> QWidget:
         self.canvas = PixelCanvas(self.state)
-        self.prob_label = steady_label(QLabel("", objectName="canvasProbLabel"), 1)
+        self.prob_label = SteadyLabel("", 1, objectName="canvasProbLabel")
         self.prob_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.message_label = steady_label(QLabel("", objectName="canvasMessage"), 3)
+        self.message_label = SteadyLabel("", 3, objectName="canvasMessage")
         centre = QWidget()
         v = QVBoxLayout(centre)
         v.setContentsMargins(0, 0, 0, 0)

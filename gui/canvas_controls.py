@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QGroupBox, 
                                QProgressBar, QPushButton, QSlider, QSpinBox, QWidget)
 
 from core.readouts import CanvasModel
+from gui.style import SteadyLabel
 
 #: the digits a class-conditional model can be asked for
 N_CLASSES = 10
@@ -64,7 +65,7 @@ class ModelBox(QGroupBox):
         self.model_combo = QComboBox(objectName="canvasModel")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.setMinimumContentsLength(24)
-        self.models_label = QLabel("models load when the tab opens", objectName="canvasModelsLabel", wordWrap=True)
+        self.models_label = SteadyLabel("models load when the tab opens", 2, objectName="canvasModelsLabel")
         self.reload_btn = button("Reload", "canvasReload",
                                  f"scan {weights_dir} again and take the Training tab's current weights")
         self.finetune_btn = button("Fine-tune in Training tab", "canvasFineTune",

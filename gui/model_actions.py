@@ -105,7 +105,7 @@ class ModelActions:
         if DataKind.SEQUENCE in model.info.data_kinds:
             self.training_view.show_curves(samples, f"{len(samples)} samples from {model.info.name}")
             return
-        self.training_view.show_samples(samples, tuple(image_shape), f"{len(samples)} samples from {model.info.name}",
+        self.training_view.show_samples(samples, tuple(image_shape), f"samples from {model.info.name}",
                                         labels=arrays.sample_labels)
 
     @Slot()

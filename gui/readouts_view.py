@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayou
 
 from core.readouts import CanvasModel, Readouts, compute_readouts
 from gui.jobs import Jobs
-from gui.style import steady_label
+from gui.style import SteadyLabel
 
 #: a drawing less likely than this percentage of validation digits is flagged as unusual
 UNUSUAL_PCT = 2.0
@@ -59,8 +59,8 @@ class ReadoutsView(QWidget):
         self.colour_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get("inferno"),
                                           interactive=False, label="nats")
         self.colour_bar.setImageItem(self.heat_image, insert_in=self.heat_plot)
-        self.total_label = steady_label(QLabel("", objectName="canvasTotal"), 2)
-        self.pct_label = steady_label(QLabel("", objectName="canvasPercentile"), 2)
+        self.total_label = SteadyLabel("", 2, objectName="canvasTotal")
+        self.pct_label = SteadyLabel("", 2, objectName="canvasPercentile")
         self.table = QTableWidget(0, 4, objectName="canvasReadouts")
         self.table.setHorizontalHeaderLabels(["model", "log p (nats)", "bits/dim", "typicality %"])
         self.table.verticalHeader().setVisible(False)

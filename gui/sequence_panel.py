@@ -29,7 +29,7 @@ from core import data as datasets
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from core.protocol import CompletionStep, DataKind, GenerativeModel
 from gui.jobs import PacedPuller
-from gui.style import COLORS, steady_label
+from gui.style import COLORS, SteadyLabel
 
 MAX_CANDIDATES = len(COLORS)
 #: value rows of the distribution strip over [-1, 1]
@@ -148,8 +148,7 @@ class SequencePanel(QWidget):
 
     def _build_controls(self) -> QWidget:
         """The model line, prime, candidates, seed and speed, the buttons and the status line."""
-        self.model_label = steady_label(QLabel("No model: train a WaveNet or load weights.",
-                                               objectName="sequenceModel"), 2)
+        self.model_label = SteadyLabel("No model: train a WaveNet or load weights.", 2, objectName="sequenceModel")
         self.prime = QComboBox(objectName="sequencePrime")
         self.prime.addItem("nothing (sample from scratch)", "none")
         self.prime.addItem("a validation sequence", "valid")
@@ -169,7 +168,7 @@ class SequencePanel(QWidget):
         self.speed_label = QLabel()
         self.sample_btn = QPushButton("Sample", objectName="sequenceSample")
         self.stop_btn = QPushButton("Stop", objectName="sequenceStop")
-        self.status = steady_label(QLabel("", objectName="sequenceStatus"), 3)
+        self.status = SteadyLabel("", 3, objectName="sequenceStatus")
         self.reset_btn = QPushButton("Reset view", objectName="sequenceResetView",
                                      toolTip="show the whole sequence and value range again")
         self.reset_btn.clicked.connect(self.reset_view)

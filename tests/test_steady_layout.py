@@ -56,12 +56,13 @@ def test_canvas_stays_put_whatever_the_messages_say(qtbot, window):
     settle(qtbot, 200)
     labels = [c.message_label, c.prob_label, c.models_label, c.readouts_view.total_label,
               c.readouts_view.pct_label]
-    before = global_rect(c.canvas)
+    aimed = (c.canvas, c.tool_buttons["pen"], c.complete_btn, c.grid)
+    before = [global_rect(w) for w in aimed]
     for text in (LONG, "short", LONG + " " + LONG, ""):
         for label in labels:
             label.setText(text)
         settle(qtbot)
-        assert global_rect(c.canvas) == before, text
+        assert [global_rect(w) for w in aimed] == before, text
 
 
 # -- Sequences --------------------------------------------------------------------------------
@@ -103,3 +104,79 @@ def test_sequences_plot_stays_put_whatever_the_status_says(qtbot, window):
         s.model_label.setText(text)
         settle(qtbot)
         assert (global_rect(s.view), global_rect(s.sample_btn)) == before, text
+
+
+def test_latent_tab_stays_put_whatever_the_messages_say(qtbot, window):
+    window.resize(1280, 760)
+    window.tabs.setCurrentWidget(window.latent_scroll)
+    lat = window.latent
+    qtbot.waitUntil(lambda: lat.loaded, timeout=20000)
+    settle(qtbot, 500)
+    labels = [lat.models_label, lat.decode_label, lat.message_label, lat.map.caption, lat.encode_box.result_label,
+              lat.interp_box.ab_label, lat.sliders.page_label]
+    aimed = (lat.map.view, lat.image_view, lat.sliders.sliders[0], lat.encode_box.drawing_btn)
+    before = [global_rect(w) for w in aimed]
+    for text in (LONG, "short", LONG + " " + LONG, ""):
+        for label in labels:
+            label.setText(text)
+        settle(qtbot)
+        assert [global_rect(w) for w in aimed] == before, text
+
+
+# -- Training ---------------------------------------------------------------------------------
+
+def frame_at(step: int, loss: float, total: int = 10000, samples=None, image_shape=None):
+    import numpy as np
+
+    from core.control import Frame
+    from core.protocol import Visuals
+    from core.training import Snapshot
+
+    snap = Snapshot(step=step, total_steps=total, epoch=step / 100, loss=loss, event="step", image_shape=image_shape)
+    return Frame(snap, np.array([[step, loss]], np.float64), Visuals(samples=samples), 1)
+
+
+def test_training_curve_axes_fit_the_data_with_a_log_option(qtbot):
+    import math
+
+    from gui.training_view import TrainingView
+
+    view = TrainingView(fps=60)
+    qtbot.addWidget(view)
+    view.resize(900, 500)
+    view.show()
+    view.total_steps = 10000  # the whole run: the axis must not be scaled to it
+    for step in range(1, 1001):  # a loss that drops from 550 to about 100 in its first steps
+        view.push(frame_at(step, 100.0 + 450.0 * math.exp(-step / 8)))
+    view._repaint()
+    (x0, x1), (y0, y1) = view.plot.plotItem.vb.viewRange()
+    assert x0 <= 1 and 1000 <= x1 <= 1500
+    assert y0 <= 100.0 and y1 < 200.0  # fitted to the curve, not to its first moments at 550
+    view.log_check.setChecked(True)
+    view._repaint()
+    assert view.plot.plotItem.ctrl.logYCheck.isChecked()
+    _, (y0, y1) = view.plot.plotItem.vb.viewRange()
+    assert y0 <= 2.0 <= y1 < 2.4  # log10 of the losses
+
+
+def test_training_samples_are_few_big_tiles_filling_the_panel(qtbot):
+    import numpy as np
+
+    from gui.training_view import TrainingView
+
+    view = TrainingView(fps=60)
+    qtbot.addWidget(view)
+    view.resize(900, 600)
+    view.show()
+    qtbot.waitExposed(view)
+    samples = np.random.default_rng(0).random((64, 784)).astype(np.float32)
+    view.push(frame_at(5, 1.0, samples=samples, image_shape=(28, 28)))
+    view._repaint()
+    settle(qtbot)
+    panel = view.samples_widget
+    gh, gw = view.image.shape
+    scale = min(panel.width() / gw, panel.height() / gh)  # the grid is fitted, aspect kept
+    shown = round((gw - 1) / 29) * round((gh - 1) / 29)
+    assert 28 * scale >= 60, (view.image.shape, panel.size())  # tiles of at least 60 px
+    assert 16 <= shown < 64 and f"{shown} of 64 samples" in view.caption.text()
+    assert max(gw * scale / panel.width(), gh * scale / panel.height()) > 0.9
