@@ -30,6 +30,7 @@ from gui.jobs import Jobs, ProgressDialog
 from gui.model_actions import ModelActions
 from gui.model_picker import ModelPicker
 from gui.playground import PlaygroundPanel
+from gui.point_data import PAINTED
 from gui.train_panel import TrainPanel
 from gui.training_view import TrainingView
 from gui.worker import TrainingSession
@@ -177,7 +178,11 @@ class MainWindow(ModelActions, QMainWindow):
         self.panel.epochs.setValue(float(s.value("run/epochs", 5.0)))
         self.panel.restore_policy(s)
         pg_set = s.value("playground/set")
-        if pg_set and self.playground.set_combo.findData(pg_set) >= 0:
+        if pg_set == PAINTED:  # the points themselves are kept beside the settings
+            if not self.playground.data.restore_points(self._painted_points_path()):
+                self.statusBar().showMessage("the painted points of the last session were not found: "
+                                             "the playground shows a built-in set", 8000)
+        elif pg_set and self.playground.set_combo.findData(pg_set) >= 0:
             self.playground.set_combo.setCurrentIndex(self.playground.set_combo.findData(pg_set))
         try:
             self.playground.set_checked(json.loads(s.value("playground/models", "[]")))
@@ -199,7 +204,9 @@ class MainWindow(ModelActions, QMainWindow):
         s.setValue("data/name", self.panel.data_name() or "")
         s.setValue("data/path", self.panel.data_path.text())
         s.setValue("window/tab", self.tabs.currentIndex())
-        s.setValue("playground/set", self.playground.set_name)
+        painted = self.playground.set_name == PAINTED
+        kept = painted and self.playground.data.save_points(self._painted_points_path())
+        s.setValue("playground/set", self.playground.set_name if kept or not painted else "")
         s.setValue("playground/models", json.dumps(self.playground.checked_models()))
         self.canvas.save_settings(s)
         self.latent.save_settings(s)
@@ -496,6 +503,10 @@ class MainWindow(ModelActions, QMainWindow):
             if self.session.stop_reason:
                 text += f" ({self.session.stop_reason})"
             self.statusBar().showMessage(text, 10000)
+
+    def _painted_points_path(self) -> Path:
+        """Where the playground's painted / imported points are kept: beside the settings."""
+        return Path(self.settings.fileName()).parent / "playground-points.npy"
 
     def _app_data_dir(self) -> Path:
         return app_data_dir()

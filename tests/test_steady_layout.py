@@ -180,3 +180,77 @@ def test_training_samples_are_few_big_tiles_filling_the_panel(qtbot):
     assert 28 * scale >= 60, (view.image.shape, panel.size())  # tiles of at least 60 px
     assert 16 <= shown < 64 and f"{shown} of 64 samples" in view.caption.text()
     assert max(gw * scale / panel.width(), gh * scale / panel.height()) > 0.9
+
+
+# -- Density playground -----------------------------------------------------------------------
+
+def playground(qtbot, window):
+    window.resize(1280, 760)
+    window.tabs.setCurrentWidget(window.playground)
+    p = window.playground
+    p.set_combo.setCurrentIndex(p.set_combo.findData("8gaussians"))
+    settle(qtbot)
+    return p
+
+
+def test_playground_model_list_shows_its_rows_and_keeps_its_wheel(qtbot, window):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    p = playground(qtbot, window)
+    models = p.model_list
+    assert models.count() > 4
+    rows = min(models.count(), 12)
+    assert models.viewport().height() >= rows * models.sizeHintForRow(0)  # not a 4-row box
+    scroll = p.findChild(type(window.canvas_scroll))
+    bar = scroll.verticalScrollBar()
+    assert bar.maximum() > 0  # the panel does scroll
+    bar.setValue(bar.maximum() // 2)
+    before = bar.value()
+    centre = QPointF(models.viewport().rect().center())
+    for delta in (-120, 120):  # the wheel on the list, both ways (at either end of its range)
+        for _ in range(20):
+            ev = QWheelEvent(centre, QPointF(models.viewport().mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                             QPoint(0, delta), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                             Qt.ScrollPhase.NoScrollPhase, False)
+            QApplication.sendEvent(models.viewport(), ev)
+        settle(qtbot, 10)
+        assert bar.value() == before
+
+
+def test_playground_hyperparameters_are_those_of_a_ticked_model(qtbot, window):
+    from core import registry
+
+    p = playground(qtbot, window)
+    p.set_checked(["kde", "realnvp"])
+    shown = p.model_list.currentItem().data(Qt.ItemDataRole.UserRole)
+    assert shown in ("kde", "realnvp") and p.hp_box.title() == f"Hyperparameters: {registry.info(shown).name}"
+    keys = [p.model_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(p.model_list.count())]
+    gan = p.model_list.item(keys.index("gan"))
+    gan.setCheckState(Qt.CheckState.Checked)  # ticking a model shows its hyperparameters
+    assert p.hp_box.title() == "Hyperparameters: GAN" and p.model_list.currentItem() is gan
+    p.model_list.setCurrentRow(keys.index("rnade"))  # an unticked model may be looked at: the title says so
+    assert p.hp_box.title() == "Hyperparameters: RNADE (not ticked: it will not train)"
+
+
+def test_playground_tiles_share_one_linked_view_and_clip_the_warp(qtbot, window):
+    import numpy as np
+
+    from gui.density_tiles import clipped_lines
+
+    p = playground(qtbot, window)
+    p._make_tiles(["kde", "realnvp", "gan"])
+    settle(qtbot)
+    ranges = {tuple(map(tuple, t.vb.viewRange())) for t in p.tiles}
+    assert len(ranges) == 1, ranges
+    p.tiles[2].vb.setXRange(-1, 1, padding=0)
+    settle(qtbot)
+    assert all(np.allclose(t.vb.viewRange()[0], p.tiles[2].vb.viewRange()[0]) for t in p.tiles)
+    # heatmaps fill their tiles: the tiles' shape is close to the data view's
+    (x0, x1), (y0, y1) = p.dataset.meta["bounds"]
+    vb = p.tiles[0].vb.sceneBoundingRect()
+    assert 0.6 < (vb.width() / vb.height()) / ((x1 - x0) / (y1 - y0)) < 1.7
+    warp = np.stack([np.stack([np.linspace(-20, 20, 50), np.full(50, y)], -1) for y in (0.0, 1.0)]).astype(np.float32)
+    x, y = clipped_lines(warp, ((-4, 4), (-4, 4)))
+    inside = np.isfinite(x)
+    assert inside.any() and (np.abs(x[inside]) <= 4).all() and np.isnan(x[~inside]).all()
