@@ -129,6 +129,17 @@ class DrawBox(QGroupBox):
         f.addRow("Brush", self.brush_spin)
         f.addRow(row_of(self.undo_btn, self.redo_btn, self.clear_btn))
         f.addRow(row_of(self.clear_region_btn, self.digit_btn))
+        self._tips = {b: b.toolTip() for b in self._region_widgets()}
+
+    def _region_widgets(self) -> tuple[QPushButton, ...]:
+        return self.tool_buttons["region"], self.tool_buttons["unregion"], self.clear_region_btn
+
+    def allow_region(self, why_not: str | None) -> None:
+        """The region tools work only with a model that can fill a region: disabled otherwise,
+        their tooltip saying ``why_not``."""
+        for b in self._region_widgets():
+            b.setEnabled(why_not is None)
+            b.setToolTip(self._tips[b] if why_not is None else why_not)
 
     def restore_settings(self, s: QSettings) -> None:
         self.brush_spin.setValue(setting(s, "canvas/brush", 1))

@@ -8,7 +8,7 @@ import asyncio
 import functools
 
 import numpy as np
-from PySide6.QtWidgets import (QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
 from core import latent

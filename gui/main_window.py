@@ -19,7 +19,7 @@ from core import data as datasets
 from core import registry
 from core.control import Frame
 from core.device import select_device
-from core.training import Event, TrainConfig, Trainer, clone_model
+from core.training import EVALUATED, Event, TrainConfig, Trainer, clone_model
 from core.protocol import DataKind, GenerativeModel
 from core.readouts import DEFAULT_WEIGHTS, load_digits
 from gui import APP_NAME, ORG_NAME
@@ -53,6 +53,8 @@ class MainWindow(ModelActions, QMainWindow):
         self.model: GenerativeModel | None = None
         self.dataset: datasets.Dataset | None = None
         self.model_step = 0
+        self.model_epoch = 0.0  # the model's fractional epoch (saved with it)
+        self.model_nll: tuple[int, float] | None = None  # (step, nats) of its last held-out evaluation
         self._data_key: tuple | None = None
         self.last_error: str | None = None
         self.error_boxes: list[QMessageBox] = []
@@ -75,7 +77,8 @@ class MainWindow(ModelActions, QMainWindow):
         self.tabs.addTab(self.playground, "Density playground")
         self.playground.error.connect(self._on_panel_error)
         self.playground.status.connect(self._on_panel_status)
-        self.canvas = CanvasPanel(fps=fps, training_model=self.canvas_model, copy_model=self.copy_model)
+        self.canvas = CanvasPanel(fps=fps, training_model=self.canvas_model, copy_model=self.copy_model,
+                                  training_nll=lambda: self.model_nll)
         # in a scroll area, so that the canvas's controls never set the window's minimum width
         self.canvas_scroll = QScrollArea()
         self.canvas_scroll.setWidget(self.canvas)
@@ -109,6 +112,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.panel.browse_clicked.connect(self._browse_data)
         self.panel.live_changed.connect(self._on_live)
         self.panel.device_combo.currentIndexChanged.connect(self._on_device_choice)
+        self.panel.data_combo.currentIndexChanged.connect(self._on_data_choice)
         self._make_actions()
         self._restore_settings()
 
@@ -240,6 +244,11 @@ class MainWindow(ModelActions, QMainWindow):
                 return
             self.statusBar().showMessage(f"{name} set to {value:g} from the next step" if isinstance(value, float)
                                          else f"{name} set to {value} from the next step", 3000)
+
+    @Slot(int)
+    def _on_data_choice(self, _index: int) -> None:
+        if self.session is None or not self.session.running:  # the last run's count was on other data
+            self.panel.progress_note(f"no run on {self.panel.data_name() or 'this data set'} yet")
 
     @Slot(int)
     def _on_device_choice(self, _index: int) -> None:
@@ -418,6 +427,8 @@ class MainWindow(ModelActions, QMainWindow):
         else:
             model, start = registry.create(key, ds.shape, ds.kind, **hp), 0
             self.training_view.reset()
+            self.training_view.clear_samples("samples follow as it trains…")
+            self.model_nll, self.model_epoch = None, 0.0
         autosave = app_data_dir() / "autosave" / f"{key}-{ds.name}.safetensors"
         cfg = TrainConfig(epochs=self.panel.epochs.value(), seed=self.panel.seed.value(),
                           device=self.panel.device(), eval_every=200, checkpoint_path=autosave,
@@ -431,8 +442,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.session.frame.connect(self._on_frame)
         self.session.failed.connect(self._on_failed)
         self.session.finished.connect(self._on_finished)
-        self.panel.progress.setRange(0, cfg.max_steps)
-        self.panel.progress.setValue(start)
+        self.panel.start_progress(start, cfg.max_steps)
         self.training_view.total_steps = cfg.max_steps
         self.panel.set_state("running")
         self._show_device(trainer.device)
@@ -467,7 +477,11 @@ class MainWindow(ModelActions, QMainWindow):
     def _on_frame(self, frame: Frame) -> None:
         s = frame.snapshot
         self.training_view.push(frame)
-        self.model_step = s.step
+        self.model_step, self.model_epoch = s.step, s.epoch
+        if s.event in EVALUATED and s.nll is not None and math.isfinite(s.nll.nats):
+            self.model_nll = (s.step, s.nll.nats)
+            if self.canvas.isVisible():  # the canvas's copy of this model moves on with it
+                self.canvas.refresh_training_model()
         bar = self.panel.progress
         if abs(s.step - bar.value()) * 500 >= bar.maximum() or s.event != Event.STEP:  # repaint per 0.2 %
             bar.setValue(min(s.step, bar.maximum()))

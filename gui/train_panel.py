@@ -103,8 +103,7 @@ class TrainPanel(QWidget):
         self.step_btn.setToolTip("One step while paused (Ctrl+.)")
         self.stop_btn.setToolTip("Stop at the next step (Ctrl+Shift+X)")
         self.progress = QProgressBar(objectName="trainProgress")
-        self.progress.setFormat("%p%  (%v / %m steps)")
-        self.progress.setValue(0)
+        self.progress_note("no run yet")
 
         run_row = QHBoxLayout()
         for b in (self.train_btn, self.pause_btn, self.step_btn, self.stop_btn):
@@ -257,6 +256,18 @@ class TrainPanel(QWidget):
             self.live_changed.emit(name, editor_value(w))
 
     # -- state -----------------------------------------------------------------------------------
+    def progress_note(self, text: str) -> None:
+        """No run to count: the bar says ``text`` rather than a count left from another run."""
+        self.progress.setFormat(text)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+
+    def start_progress(self, start: int, total: int) -> None:
+        """A run from step ``start`` to ``total``."""
+        self.progress.setFormat("%p%  (%v / %m steps)")
+        self.progress.setRange(0, total)
+        self.progress.setValue(start)
+
     def set_state(self, state: str) -> None:
         """``idle``, ``running`` or ``paused``: what can be pressed and edited."""
         busy = state != "idle"

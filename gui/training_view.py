@@ -177,6 +177,14 @@ class TrainingView(QWidget):
         self._yr = None
         self._dirty_curves = True
 
+    def clear_samples(self, caption: str) -> None:
+        """No samples (of another model) on show: an empty panel and ``caption``."""
+        self._samples = self.image = self.curves = None
+        self.samples_item.clear()
+        self.curves_item.setData([], [])
+        self.caption.setText(caption)
+        self._dirty_image = False
+
     def _fit_ranges(self) -> None:
         """Axes fitted to the data (not to the whole run), with slack so that they change a few
         times per run: x from 0 to 25 % past the last step; y over the curves after their first

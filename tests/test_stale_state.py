@@ -4,6 +4,7 @@ Driven offscreen in the real window."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication
 
@@ -61,3 +62,87 @@ def test_painted_points_survive_a_restart(qtbot, aloop, tmp_path, monkeypatch):
     qtbot.addWidget(w3)
     assert w3.playground.set_name != "painted" and w3.playground.dataset is not None
     assert "not found" in w3.statusBar().currentMessage()
+
+
+# -- Canvas -----------------------------------------------------------------------------------
+
+from test_canvas import H, W, choose, panel, readouts, wait, weights  # noqa: E402,F401  (fixtures)
+
+
+def nll_of(entry, image) -> float:
+    import torch
+
+    x = torch.from_numpy(image.astype(np.float32))[None]
+    with torch.no_grad():
+        return -float(entry.model.log_prob(x))
+
+
+def test_candidates_go_with_the_drawing_they_complete(qtbot, panel):
+    choose(panel, "nade")
+    panel.random_digit(3)
+    wait(qtbot, panel.complete())
+    assert panel.candidates is not None and panel.grid.tiles is not None
+    panel.clear()
+    assert panel.candidates is None and panel.grid.tiles is None and panel.canvas.ghost is None
+    panel.random_digit(4)
+    wait(qtbot, panel.complete())
+    panel.random_digit(5)
+    assert panel.candidates is None and panel.grid.tiles is None
+    wait(qtbot, panel.complete())
+    panel.use_candidate(1)  # taking one keeps the others: they complete the same rows
+    assert panel.candidates is not None and panel.grid.tiles is not None
+
+
+def test_readouts_describe_the_candidate_shown(qtbot, panel):
+    e = choose(panel, "nade")
+    panel.random_digit(7)
+    panel.row_spin.setValue(10)
+    drawing = panel.state.image.copy()
+    wait(qtbot, panel.complete())
+    for i in (0, 2):
+        panel._on_tile_clicked(i)
+        readouts(qtbot, panel)
+        shown = drawing.copy()
+        shown[10:] = panel.candidates[i][10:]
+        assert panel.readouts_view.total_nll == pytest.approx(nll_of(e, shown), abs=2e-3)
+        assert panel.readouts_view.total_nll != pytest.approx(nll_of(e, drawing), abs=1e-3)
+
+
+def test_region_tools_only_for_a_model_that_can_fill_a_region(qtbot, panel):
+    choose(panel, "nade")
+    region = panel.tool_buttons["region"]
+    assert not region.isEnabled() and "raster order" in region.toolTip()
+    assert not panel.tool_buttons["unregion"].isEnabled() and not panel.draw_box.clear_region_btn.isEnabled()
+    choose(panel, "made")
+    assert region.isEnabled() and "raster" not in region.toolTip()
+    panel.set_tool("region")
+    assert panel.state.tool == "region"
+    choose(panel, "nade")  # the region tool goes with the model that had it: no region stroke becomes ink
+    assert panel.state.tool == "pen" and panel.tool_buttons["pen"].isChecked()
+
+
+def test_training_tab_model_on_the_canvas_shows_its_step_and_nll(qtbot, window, weights):
+    import torch
+
+    from core import registry
+    from core.control import Frame
+    from core.evaluation import NLL
+    from core.protocol import Visuals
+    from core.readouts import TRAINING_KEY
+    from core.training import Snapshot
+
+    c = window.canvas
+    c.weights_dir = weights
+    window.model = registry.create("nade", (H * W,), hidden=4)
+    window.model_step = 17
+    window.tabs.setCurrentWidget(window.canvas_scroll)
+    qtbot.waitUntil(lambda: c.loaded and any(e.key == TRAINING_KEY for e in c.entries), timeout=20000)
+    with torch.no_grad():
+        window.model.W.add_(0.01)
+    snap = Snapshot(step=400, total_steps=1000, epoch=4.0, loss=90.0, event="eval",
+                    nll=NLL.of(88.25, H * W, False))
+    window._on_frame(Frame(snap, np.zeros((0, 2)), Visuals(), 0))
+    qtbot.waitUntil(lambda: "step 400" in next(e for e in c.entries if e.key == TRAINING_KEY).name, timeout=10000)
+    trained = next(e for e in c.entries if e.key == TRAINING_KEY)
+    assert "valid NLL 88.25 nats" in trained.label and "unknown" not in trained.label
+    torch.testing.assert_close(trained.model.W, window.model.W)
