@@ -15,6 +15,7 @@ from core.policy import TrainingPolicy
 from core.protocol import Likelihood
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
 from gui.lr_curve import LRCurve
+from gui.style import SteadyLabel
 
 #: steps of the schedule drawn before a run says how long it is
 PREVIEW_STEPS = 1000
@@ -137,7 +138,7 @@ class TrainPanel(QWidget):
         self.patience = QSpinBox(objectName="patience", minimum=0, maximum=10_000, specialValueText="off")
         self.patience.setToolTip("stop after this many held-out evaluations (every 200 steps) "
                                  "without a better NLL")
-        self.lr_label = QLabel(objectName="lrLabel")
+        self.lr_label = SteadyLabel("", 1, objectName="lrLabel")  # its text changes every frame: no relayout
         self.lr_curve = LRCurve()
         box = QGroupBox("Schedule and early stopping")
         form = QFormLayout(box)

@@ -146,3 +146,47 @@ def test_training_tab_model_on_the_canvas_shows_its_step_and_nll(qtbot, window, 
     trained = next(e for e in c.entries if e.key == TRAINING_KEY)
     assert "valid NLL 88.25 nats" in trained.label and "unknown" not in trained.label
     torch.testing.assert_close(trained.model.W, window.model.W)
+
+
+# -- Training tab -----------------------------------------------------------------------------
+
+def test_a_loaded_checkpoint_leaves_nothing_of_the_previous_model(qtbot, window, weights, monkeypatch):
+    window.training_view.show_samples(np.random.default_rng(0).random((16, H * W)), (H, W), "samples from FVSBN")
+    window.panel.start_progress(813, 1000)
+    window.step_label.setText("step 813  epoch 1.04")
+    monkeypatch.setattr(window, "_sample", lambda model, shape: None)  # no samples come: none may stay
+    window._fine_tune(str(weights / "nade.safetensors"))
+    assert window.tabs.currentWidget() is window.training_page
+    qtbot.waitUntil(lambda: window.model is not None and window.model.info.key == "nade", timeout=20000)
+    assert window.training_view.image is None and "FVSBN" not in window.training_view.caption.text()
+    assert "813" not in window.panel.progress.text() and "loaded at step 0" in window.panel.progress.text()
+    assert window.step_label.text().startswith("step 0 ")
+
+
+def test_progress_never_counts_another_data_set(qtbot, window):
+    assert "/" not in window.panel.progress.text()  # no "0 / 100 steps" before any run
+    window.panel.start_progress(40, 100)  # a run on one data set...
+    window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))
+    other = next(i for i in range(window.panel.data_combo.count()) if window.panel.data_combo.itemData(i) != "bars")
+    window.panel.data_combo.setCurrentIndex(other)  # ...then another is picked
+    assert "/" not in window.panel.progress.text() and "no run on" in window.panel.progress.text()
+
+
+def test_a_saved_checkpoint_records_the_fractional_epoch(qtbot, window, tmp_path):
+    from core.checkpoint import read_checkpoint_meta
+
+    window.picker.select("fvsbn")
+    window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))
+    window.panel.epochs.setValue(30)
+    qtbot.mouseClick(window.panel.train_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.session is not None and window.model_step >= 5, timeout=30000)
+    with qtbot.waitSignal(window.session.finished, timeout=5000):
+        window.stop()
+    trainer = window.session.trainer
+    assert window.model_step == trainer.step
+    path = tmp_path / "fvsbn.safetensors"
+    task = window.save(path)
+    qtbot.waitUntil(lambda: task.done() and path.exists(), timeout=10000)
+    meta = read_checkpoint_meta(path)
+    assert meta.step == trainer.step
+    assert meta.epoch == pytest.approx(trainer.step / trainer.steps_per_epoch) and meta.epoch > 0
