@@ -152,11 +152,12 @@ def test_training_tab_model_on_the_canvas_shows_its_step_and_nll(qtbot, window, 
 
 def test_a_loaded_checkpoint_leaves_nothing_of_the_previous_model(qtbot, window, weights, monkeypatch):
     window.training_view.show_samples(np.random.default_rng(0).random((16, H * W)), (H, W), "samples from FVSBN")
-    window.panel.start_progress(813, 1000)
+    window.panel.progress.setRange(0, 1000)  # a run of another model
+    window.panel.progress.setValue(813)
     window.step_label.setText("step 813  epoch 1.04")
     monkeypatch.setattr(window, "_sample", lambda model, shape: None)  # no samples come: none may stay
     window._fine_tune(str(weights / "nade.safetensors"))
-    assert window.tabs.currentWidget() is window.training_page
+    assert window.tabs.currentIndex() == 0  # the Training tab
     qtbot.waitUntil(lambda: window.model is not None and window.model.info.key == "nade", timeout=20000)
     assert window.training_view.image is None and "FVSBN" not in window.training_view.caption.text()
     assert "813" not in window.panel.progress.text() and "loaded at step 0" in window.panel.progress.text()
@@ -165,7 +166,8 @@ def test_a_loaded_checkpoint_leaves_nothing_of_the_previous_model(qtbot, window,
 
 def test_progress_never_counts_another_data_set(qtbot, window):
     assert "/" not in window.panel.progress.text()  # no "0 / 100 steps" before any run
-    window.panel.start_progress(40, 100)  # a run on one data set...
+    window.panel.progress.setRange(0, 100)  # a run on one data set...
+    window.panel.progress.setValue(40)
     window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))
     other = next(i for i in range(window.panel.data_combo.count()) if window.panel.data_combo.itemData(i) != "bars")
     window.panel.data_combo.setCurrentIndex(other)  # ...then another is picked
