@@ -482,6 +482,8 @@ class MainWindow(ModelActions, QMainWindow):
             self.model_nll = (s.step, s.nll.nats)
             if self.canvas.isVisible():  # the canvas's copy of this model moves on with it
                 self.canvas.refresh_training_model()
+            elif self.sequences.isVisible() and not self.sequences.running:  # so does the sequences tab's
+                self._refresh_sequences()
         bar = self.panel.progress
         if abs(s.step - bar.value()) * 500 >= bar.maximum() or s.event != Event.STEP:  # repaint per 0.2 %
             bar.setValue(min(s.step, bar.maximum()))

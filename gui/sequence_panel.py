@@ -98,6 +98,7 @@ class SequencePanel(QWidget):
         for w in (self.example, self.prefix):
             w.valueChanged.connect(self._on_prime_changed)
         self.prime.currentIndexChanged.connect(self._on_prime_changed)
+        self.candidates.valueChanged.connect(self._on_candidates)
         self._on_speed(self.speed.value())
         self._update_prime_widgets()
 
@@ -285,6 +286,11 @@ class SequencePanel(QWidget):
             self._x, self._p, self._t = None, None, -1
             self._prefix = self.prime_length()
             self._redraw()
+
+    @Slot(int)
+    def _on_candidates(self, m: int) -> None:
+        if not self.puller.running and self._p is None:  # the strip's columns follow, before a sample
+            self._set_strip_columns(m)
 
     # -- animation -------------------------------------------------------------------------------
     @property

@@ -17,7 +17,7 @@ class SteadyLabel(QLabel):
 
     def __init__(self, text: str = "", lines: int = 2, parent: QWidget | None = None, **kwargs):
         super().__init__(text, parent, **kwargs)
-        self.setWordWrap(True)
+        self.setWordWrap(lines > 1)  # one line: cut at the right, never half a second line
         m = self.contentsMargins()
         self._height = lines * self.fontMetrics().lineSpacing() + m.top() + m.bottom() + 4
         self.setFixedHeight(self._height)

@@ -192,3 +192,26 @@ def test_a_saved_checkpoint_records_the_fractional_epoch(qtbot, window, tmp_path
     meta = read_checkpoint_meta(path)
     assert meta.step == trainer.step
     assert meta.epoch == pytest.approx(trainer.step / trainer.steps_per_epoch) and meta.epoch > 0
+
+
+def test_sequences_tab_follows_the_training_model_as_it_trains(qtbot, window):
+    import torch
+
+    from core import registry
+    from core.control import Frame
+    from core.protocol import DataKind
+    from core.evaluation import NLL
+    from core.protocol import Visuals
+    from core.training import Snapshot
+
+    window.model = registry.create("wavenet", (32,), DataKind.SEQUENCE, levels=8, channels=4, skip_channels=4,
+                                   layers=3, stacks=1)
+    window.model_step = 10
+    window.tabs.setCurrentWidget(window.sequences)
+    qtbot.waitUntil(lambda: "step 10" in window.sequences.model_label.text(), timeout=10000)
+    with torch.no_grad():
+        next(window.model.parameters()).add_(0.1)
+    snap = Snapshot(step=200, total_steps=1000, epoch=2.0, loss=1.0, event="eval", nll=NLL.of(1.0, 32, False))
+    window._on_frame(Frame(snap, np.zeros((0, 2)), Visuals(), 0))
+    qtbot.waitUntil(lambda: "step 200" in window.sequences.model_label.text(), timeout=10000)
+    torch.testing.assert_close(next(window.sequences.model.parameters()), next(window.model.parameters()))

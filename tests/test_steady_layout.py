@@ -254,3 +254,11 @@ def test_playground_tiles_share_one_linked_view_and_clip_the_warp(qtbot, window)
     x, y = clipped_lines(warp, ((-4, 4), (-4, 4)))
     inside = np.isfinite(x)
     assert inside.any() and (np.abs(x[inside]) <= 4).all() and np.isnan(x[~inside]).all()
+
+
+def test_sequences_strip_follows_the_candidates_before_sampling(qtbot, window):
+    window.tabs.setCurrentWidget(window.sequences)
+    s = window.sequences
+    qtbot.waitUntil(lambda: s.model is not None, timeout=5000)
+    s.candidates.setValue(6)
+    assert s.strip_plot.viewRange()[0] == [0.0, 6.0]
