@@ -187,13 +187,13 @@ class TrainingView(QWidget):
 
     def _fit_ranges(self) -> None:
         """Axes fitted to the data (not to the whole run), with slack so that they change a few
-        times per run: x from 0 to 25 % past the last step; y over the curves after their first
+        times per run: x from 0 to 50 % past the last step; y over the curves after their first
         steps (``EARLY_SHARE``), in log10 in log scale."""
         if self.loss.n == 0:
             return
         x1 = max(float(self.loss.x[-1]), 10.0)
         if self._xr is None or x1 > self._xr[1]:
-            self._xr = (0.0, x1 * 1.25)
+            self._xr = (0.0, x1 * 1.5)
             self.plot.setXRange(*self._xr, padding=0)
         start = EARLY_SHARE * x1
         parts = [(self.loss.x[-5000:], self.loss.y[-5000:]), (self.valid.x, self.valid.y)]
