@@ -22,7 +22,7 @@ PREVIEW_STEPS = 1000
 
 
 class _FitScroll(QScrollArea):
-    """Scrolls its widget up and down only when the dock is too short for it (a model with many
+    """Scrolls its widget up and down only when the panel is too short for it (a model with many
     hyperparameters must not make the window taller than a screen); otherwise as tall as it."""
 
     def __init__(self, widget: QWidget):
