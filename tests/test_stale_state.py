@@ -215,3 +215,14 @@ def test_sequences_tab_follows_the_training_model_as_it_trains(qtbot, window):
     window._on_frame(Frame(snap, np.zeros((0, 2)), Visuals(), 0))
     qtbot.waitUntil(lambda: "step 200" in window.sequences.model_label.text(), timeout=10000)
     torch.testing.assert_close(next(window.sequences.model.parameters()), next(window.model.parameters()))
+
+
+def test_a_hyperparameter_form_holds_the_value_the_model_uses(qtbot):
+    """A small default in a wide range (a mixture's reg_covar, 1e-6 in [0, 10]) showed as
+    0.000, and a model trained from the form got 0: singular covariances."""
+    from core import registry
+    from gui.hparam_editors import editor_value, make_editor
+
+    for key in ("gmm", "gaussian"):
+        h = next(h for h in registry.info(key).hparams if h.name == "reg_covar")
+        assert editor_value(make_editor(h)) == pytest.approx(h.default, rel=1e-6) and h.default > 0
