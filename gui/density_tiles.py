@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsDropShadowEffect
 
 from core.protocol import Visuals, grid_points
 
@@ -64,6 +66,8 @@ class Tile:
         self.title = pg.LabelItem(title, color="#dddddd")
         self.title.setParentItem(self.vb)
         self.title.anchor(itemPos=(0.5, 0.0), parentPos=(0.5, 0.0), offset=(0, 2))
+        shadow = QGraphicsDropShadowEffect(blurRadius=6, offset=QPointF(0, 0), color=QColor(0, 0, 0))
+        self.title.item.setGraphicsEffect(shadow)  # readable over a light heatmap too
         self.image = pg.ImageItem(axisOrder="row-major")
         self.data_dots = pg.ScatterPlotItem(size=2, pen=None, brush=pg.mkBrush(200, 200, 200, 90))
         self.samples = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(color))
