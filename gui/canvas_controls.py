@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QGroupBox, 
                                QProgressBar, QPushButton, QSlider, QSpinBox, QWidget)
 
 from core.readouts import CanvasModel
-from gui.style import SteadyLabel
+from gui.style import SteadyLabel, fixed_width
 
 #: the digits a class-conditional model can be asked for
 N_CLASSES = 10
@@ -168,7 +168,7 @@ class CompleteBox(QGroupBox):
         self.speed.setRange(0, SPEED_MAX)
         self.speed.setValue(6)
         self.speed.setToolTip("pixels per second of the animation: 1, 2, 4 … 4096, or flat out")
-        self.speed_label = QLabel()
+        self.speed_label = fixed_width(QLabel(), f"{2 ** (SPEED_MAX - 1)} px/s")
         self.speed.valueChanged.connect(self._on_speed)
         self._on_speed(self.speed.value())
         self.progress = QProgressBar(objectName="canvasProgress")

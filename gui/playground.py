@@ -31,7 +31,7 @@ from gui.density_tiles import RES, Tile
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
 from gui.jobs import Jobs
 from gui.point_data import PAINTED, PointDataControls
-from gui.style import COLORS
+from gui.style import COLORS, fixed_width
 from gui.worker import TrainingSession
 
 #: frames per second handed over by the worker: above the 30 fps repaint timer, so that a
@@ -153,7 +153,7 @@ class PlaygroundPanel(QWidget):
         self.speed.setRange(1, 11)
         self.speed.setValue(11)
         self.speed.setToolTip("steps per second: 1, 2, 4 … 1000, or full speed")
-        self.speed_label = QLabel("full speed")
+        self.speed_label = fixed_width(QLabel("full speed"), "1024 steps/s")
         self.lr_spin = QDoubleSpinBox(objectName="playLr", decimals=5, minimum=1e-5, maximum=1.0, value=0.003,
                                       singleStep=0.0005)
         self.lr_spin.setToolTip("learning rate of every gradient-trained model; editable while training")

@@ -29,7 +29,7 @@ from core import data as datasets
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from core.protocol import CompletionStep, DataKind, GenerativeModel
 from gui.jobs import PacedPuller
-from gui.style import COLORS, SteadyLabel
+from gui.style import COLORS, SteadyLabel, fixed_width
 
 MAX_CANDIDATES = len(COLORS)
 #: value rows of the distribution strip over [-1, 1]
@@ -166,7 +166,7 @@ class SequencePanel(QWidget):
         self.speed.setRange(1, FULL_SPEED)
         self.speed.setValue(7)
         self.speed.setToolTip("steps per second: 1, 2, 4 … 1024, or full speed")
-        self.speed_label = QLabel()
+        self.speed_label = fixed_width(QLabel(), "1024 steps/s")
         self.sample_btn = QPushButton("Sample", objectName="sequenceSample")
         self.stop_btn = QPushButton("Stop", objectName="sequenceStop")
         self.status = SteadyLabel("", 3, objectName="sequenceStatus")

@@ -31,3 +31,11 @@ class SteadyLabel(QLabel):
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         return QSize(1, self._height)
+
+
+def fixed_width(label: QLabel, widest: str) -> QLabel:
+    """Give ``label`` the width of its ``widest`` text for good: a value beside a slider that
+    changes length must not resize the slider under the mouse. Returns the label."""
+    m = label.contentsMargins()
+    label.setFixedWidth(label.fontMetrics().horizontalAdvance(widest) + m.left() + m.right() + 6)
+    return label

@@ -262,3 +262,16 @@ def test_sequences_strip_follows_the_candidates_before_sampling(qtbot, window):
     qtbot.waitUntil(lambda: s.model is not None, timeout=5000)
     s.candidates.setValue(6)
     assert s.strip_plot.viewRange()[0] == [0.0, 6.0]
+
+
+def test_speed_sliders_stay_put_whatever_their_value_says(qtbot, window):
+    window.resize(1280, 760)
+    for page, slider in ((window.playground, window.playground.speed), (window.sequences, window.sequences.speed),
+                         (window.canvas_scroll, window.canvas.speed)):
+        window.tabs.setCurrentWidget(page)
+        settle(qtbot)
+        before = global_rect(slider)
+        for v in range(slider.minimum(), slider.maximum() + 1):
+            slider.setValue(v)
+            settle(qtbot, 5)
+            assert global_rect(slider) == before, (slider.objectName(), v)
