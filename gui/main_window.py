@@ -436,6 +436,7 @@ class MainWindow(ModelActions, QMainWindow):
         trainer = Trainer(model, ds, cfg, start_step=start)
         cfg.max_steps = start + trainer.total_steps  # epochs more, from where it stands
         self.model, self.dataset = model, ds
+        self.training_view.subject = model.info.name
         self.session = TrainingSession(trainer, fps=self.fps, parent=self, policy=self.panel.policy())
         self.panel.show_schedule(*self.session.runs[0].curve())
         self.panel.show_lr(start, self.session.runs[0].lr_at(start))

@@ -80,6 +80,7 @@ class ModelActions:
             self.panel.data_combo.setCurrentIndex(i)
         # nothing of the previous model stays: its curves, samples, progress and step
         self.training_view.reset()
+        self.training_view.subject = model.info.name
         self.training_view.clear_samples(f"samples of {model.info.name} follow…")
         self.panel.progress_note(f"loaded at step {meta.step}: Train goes on from there")
         self.step_label.setText(f"step {meta.step}  epoch {meta.epoch:.2f}")

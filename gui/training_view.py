@@ -109,6 +109,7 @@ class TrainingView(QWidget):
         self.plot.disableAutoRange()
         self._xr = self._yr = None
         self.total_steps: int | None = None
+        self.subject = ""  # the model the curves and samples are of, named in the caption
         self.samples_widget = pg.GraphicsLayoutWidget()
         self.samples_widget.setObjectName("samplesView")
         self.samples_vb = self.samples_widget.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
@@ -223,10 +224,14 @@ class TrainingView(QWidget):
         samples = frame.arrays.samples
         if samples is not None and s.image_shape is not None:
             labels = frame.arrays.sample_labels
-            self.show_samples(samples, s.image_shape, f"samples at step {s.step}"
+            self.show_samples(samples, s.image_shape, f"samples{self._of()} at step {s.step}"
                               + (" (one class per column)" if labels is not None else ""), labels)
         elif samples is not None and s.bounds is None and samples.ndim == 2:
-            self.show_curves(samples, f"{min(len(samples), CURVES)} of {len(samples)} samples at step {s.step}")
+            self.show_curves(samples, f"{min(len(samples), CURVES)} of {len(samples)} samples{self._of()} "
+                                      f"at step {s.step}")
+
+    def _of(self) -> str:
+        return f" of {self.subject}" if self.subject else ""
 
     def _push_gan_losses(self, s) -> None:
         """A GAN's discriminator and generator losses at this frame's step (one point a frame)."""

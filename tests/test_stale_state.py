@@ -226,3 +226,17 @@ def test_a_hyperparameter_form_holds_the_value_the_model_uses(qtbot):
     for key in ("gmm", "gaussian"):
         h = next(h for h in registry.info(key).hparams if h.name == "reg_covar")
         assert editor_value(make_editor(h)) == pytest.approx(h.default, rel=1e-6) and h.default > 0
+
+
+def test_training_samples_name_the_model_they_are_of(qtbot):
+    from core.control import Frame
+    from core.protocol import Visuals
+    from core.training import Snapshot
+    from gui.training_view import TrainingView
+
+    view = TrainingView(fps=60)
+    qtbot.addWidget(view)
+    view.subject = "NADE"  # the picker may show another model meanwhile: the caption says whose they are
+    snap = Snapshot(step=5, total_steps=10, epoch=0.5, loss=1.0, event="step", image_shape=(H, W))
+    view.push(Frame(snap, np.zeros((0, 2)), Visuals(samples=np.zeros((4, H * W), np.float32)), 0))
+    assert "samples of NADE at step 5" in view.caption.text()
