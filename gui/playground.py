@@ -16,8 +16,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSlider, QSpinBox,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QListWidgetItem, QPushButton, QScrollArea, QSlider, QSpinBox,
                                QSplitter, QVBoxLayout, QWidget)
 
 from core import data as datasets
@@ -30,6 +30,7 @@ from gui.comparison_view import TABLE_COLUMNS, ComparisonView, format_rows
 from gui.density_tiles import RES, Tile
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
 from gui.jobs import Jobs
+from gui.model_list import ModelList
 from gui.point_data import PAINTED, PointDataControls
 from gui.style import COLORS, fixed_width
 from gui.worker import TrainingSession
@@ -37,22 +38,6 @@ from gui.worker import TrainingSession
 #: frames per second handed over by the worker: above the 30 fps repaint timer, so that a
 #: ~20 ms training step still gives a new frame at every repaint
 FRAME_FPS = 60
-
-
-class ModelList(QListWidget):
-    """The playground's model list: tall enough for its rows (up to ``MAX_ROWS``), and its wheel
-    scrolls the list only, never the panel around it as well."""
-
-    MAX_ROWS = 12
-
-    def wheelEvent(self, ev) -> None:  # noqa: N802 (Qt's name)
-        super().wheelEvent(ev)
-        ev.accept()
-
-    def fit_rows(self) -> None:
-        rows = max(4, min(self.count(), self.MAX_ROWS))
-        row_h = self.sizeHintForRow(0) if self.count() else self.fontMetrics().height() + 4
-        self.setFixedHeight(rows * row_h + 2 * self.frameWidth() + 2)
 
 
 class PlaygroundPanel(QWidget):
@@ -90,13 +75,17 @@ class PlaygroundPanel(QWidget):
         self._expose_data_controls()
         controls = QWidget()
         cl = QVBoxLayout(controls)
-        for w in (self.data, self._build_models_box(), self._build_hp_box(), self._build_run_box()):
+        # the run box above the hyperparameters: Play stays put whichever model is highlighted
+        for w in (self.data, self._build_models_box(), self._build_run_box(), self._build_hp_box()):
             cl.addWidget(w)
         cl.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(controls)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(280)
+        # one width for good: the hyperparameters of another model never resize the panel
+        scroll.setFixedWidth(380)
+        # always there: a scroll bar coming and going would resize every control in the panel
+        scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
 
         self.tiles_widget = pg.GraphicsLayoutWidget()
         self.tiles_widget.setObjectName("tiles")
@@ -139,6 +128,7 @@ class PlaygroundPanel(QWidget):
 
     def _build_hp_box(self) -> QGroupBox:
         self.hp_box = QGroupBox("Hyperparameters of the highlighted model")
+        self.hp_box.setMinimumWidth(1)  # its title (a model's name) never widens the panel
         self.hp_form = QFormLayout(self.hp_box)
         self.editors: dict[str, QWidget] = {}
         return self.hp_box
@@ -290,6 +280,10 @@ class PlaygroundPanel(QWidget):
         saved = self.model_hparams.get(self._hp_key, {})
         for h in info.hparams:
             w = make_editor(h)
+            w.setMinimumWidth(80)  # the panel's width, not the editor's range or choices, sets its width
+            if isinstance(w, QComboBox):
+                w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                w.setMinimumContentsLength(6)
             if h.name in saved:
                 set_editor_value(w, saved[h.name])
             self.editors[h.name] = w

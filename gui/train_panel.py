@@ -120,11 +120,12 @@ class TrainPanel(QWidget):
             forms_layout.addWidget(box)
         self.forms_scroll = _FitScroll(forms)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.forms_scroll)
+        # the forms take the room left: the run buttons stay at the bottom whatever the model's
+        # number of hyperparameters
+        layout.addWidget(self.forms_scroll, 1)
         layout.addLayout(run_row)
         layout.addWidget(self.progress)
         layout.addLayout(file_row)
-        layout.addStretch(1)
         self.set_state("idle")
 
     def _policy_box(self) -> QGroupBox:

@@ -275,3 +275,20 @@ def test_speed_sliders_stay_put_whatever_their_value_says(qtbot, window):
             slider.setValue(v)
             settle(qtbot, 5)
             assert global_rect(slider) == before, (slider.objectName(), v)
+
+
+def test_run_buttons_stay_put_whichever_model_is_picked(qtbot, window):
+    window.resize(1280, 760)
+    window.tabs.setCurrentWidget(window.training_page)
+    settle(qtbot)
+    before = global_rect(window.panel.train_btn)
+    for key in ("vae", "fvsbn", "pixelcnn", "gmm"):
+        window.picker.select(key)
+        settle(qtbot)
+        assert global_rect(window.panel.train_btn) == before, key
+    p = playground(qtbot, window)
+    before = global_rect(p.train_btn)
+    for row in range(p.model_list.count()):
+        p.model_list.setCurrentRow(row)
+        settle(qtbot, 5)
+        assert global_rect(p.train_btn) == before, p.model_list.item(row).text()
