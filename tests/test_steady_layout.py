@@ -279,7 +279,7 @@ def test_speed_sliders_stay_put_whatever_their_value_says(qtbot, window):
 
 def test_run_buttons_stay_put_whichever_model_is_picked(qtbot, window):
     window.resize(1280, 760)
-    window.tabs.setCurrentWidget(window.training_page)
+    window.tabs.setCurrentIndex(0)  # the Training tab
     settle(qtbot)
     before = global_rect(window.panel.train_btn)
     for key in ("vae", "fvsbn", "pixelcnn", "gmm"):
