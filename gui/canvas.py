@@ -19,26 +19,28 @@ import numpy as np
 import torch
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from core.canvas_state import REGION_TOOLS, CanvasState, Completion
-from core.protocol import DataKind, GenerativeModel
-from core.readouts import (CANVAS_SHAPE, DEFAULT_WEIGHTS, DIGITS_FILE, TRAINING_KEY,
-                           CanvasModel, candidate_tiles, complete_drawing, copied_now, completion_steps, image_shape_of,
-                           load_digits, sample_drawings, scan_weights)
+from core.protocol import GenerativeModel
+from core.readouts import (CANVAS_SHAPE, DEFAULT_WEIGHTS, DIGITS_FILE, CanvasModel, candidate_tiles, complete_drawing,
+                           copied_now, completion_steps, load_digits, sample_drawings)
 from gui.candidate_grid import CandidateGrid
 from gui.canvas_animation import CompletionAnimation
 from gui.canvas_controls import CompleteBox, DrawBox, ModelBox, bind_keys
+from gui.canvas_models import CanvasModelsMixin
 from gui.jobs import Jobs
 from gui.pixel_canvas import PixelCanvas
+from gui.style import SteadyLabel
 from gui.readouts_view import ReadoutsView
 
 
-class CanvasPanel(QWidget):
+class CanvasPanel(CanvasModelsMixin, QWidget):
     """The Canvas tab. ``training_model`` (optional) returns the Training tab's model as
     ``(model, image_shape or None, step)`` or None, and ``copy_model(model)`` a future of a copy
     of it (the worker owns a model while it trains: it copies between two steps; the default
-    copies at once); ``fine_tune_requested(path)`` asks the main window to load a checkpoint
+    copies at once), ``training_nll()`` the (step, nats) of its last held-out evaluation or
+    None; ``fine_tune_requested(path)`` asks the main window to load a checkpoint
     into the Training tab. The drawing is ``state`` (a
     :class:`~core.canvas_state.CanvasState`); an action that starts a job returns its task, or
     None when it starts none (the reason is in :attr:`message`)."""
@@ -50,6 +52,7 @@ class CanvasPanel(QWidget):
     def __init__(self, fps: float = 30.0, weights_dir: str | Path | None = None,
                  training_model: Callable[[], tuple[GenerativeModel, Any, int] | None] | None = None,
                  copy_model: Callable[[GenerativeModel], Future] | None = None,
+                 training_nll: Callable[[], tuple[int, float] | None] | None = None,
                  shape: tuple[int, int] = CANVAS_SHAPE, digits_file: str | Path = DIGITS_FILE,
                  parent: QWidget | None = None):
         super().__init__(parent)
@@ -57,6 +60,7 @@ class CanvasPanel(QWidget):
         self.weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS
         self.training_model = training_model
         self.copy_model = copy_model or copied_now
+        self.training_nll = training_nll  # (step, nats) of the Training tab's last held-out evaluation
         self.shape = tuple(shape)
         self.digits_file = Path(digits_file)
         self.state = CanvasState(self.shape)
@@ -67,6 +71,8 @@ class CanvasPanel(QWidget):
         self.message = ""  # the last status message (also emitted)
         self.candidates: np.ndarray | None = None  # (M, H, W) uint8: the last completion or samples
         self.candidates_known: np.ndarray | None = None  # (H, W) bool: what they were conditioned on
+        self.previewed: int | None = None  # the candidate shown over the drawing (the readouts score it)
+        self._taking = False  # a candidate is becoming the drawing: the others stay
         self.busy = False
         self._digits: np.ndarray | None = None
         self._rng = np.random.default_rng()
@@ -97,7 +103,7 @@ class CanvasPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidget(controls)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(300)
+        scroll.setFixedWidth(max(300, controls.sizeHint().width() + 24))  # its texts never move the canvas
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self._build_centre())
         split.addWidget(self._build_right())
@@ -135,9 +141,9 @@ class CanvasPanel(QWidget):
 
     def _build_centre(self) -> QWidget:
         self.canvas = PixelCanvas(self.state)
-        self.prob_label = QLabel("", objectName="canvasProbLabel")
+        self.prob_label = SteadyLabel("", 1, objectName="canvasProbLabel")
         self.prob_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.message_label = QLabel("", objectName="canvasMessage", wordWrap=True)
+        self.message_label = SteadyLabel("", 3, objectName="canvasMessage")
         centre = QWidget()
         v = QVBoxLayout(centre)
         v.setContentsMargins(0, 0, 0, 0)
@@ -188,88 +194,6 @@ class CanvasPanel(QWidget):
             self.reload_models()
         else:
             self.refresh_training_model()
-
-    @Slot()
-    def reload_models(self) -> asyncio.Task | None:
-        """Scan the weights folder (off the GUI thread) and take the Training tab's model."""
-        if self.loading:
-            return None
-        self.loading = True
-        self.models_label.setText(f"loading models from {self.weights_dir}…")
-        return self.jobs.run(scan_weights, self.weights_dir, self.shape, done=self._on_scanned,
-                             failed=self._on_scan_failed, title="Cannot load the models", busy="loading models…")
-
-    def _on_scanned(self, result: tuple[list[CanvasModel], list[str]]) -> None:
-        models, problems = result
-        self.loading, self.loaded = False, True
-        keep = self._wanted_key or (self.entry.key if self.entry else None)
-        trained = [e for e in self.entries if e.key == TRAINING_KEY]
-        self.entries = models + trained
-        self.problems = problems
-        self._training_id = None if not trained else self._training_id
-        self._fill_combo(keep)
-        self.refresh_training_model()
-        self._show_model_summary()
-
-    def _on_scan_failed(self, message: str) -> None:
-        self.loading, self.loaded = False, True
-        self.problems = [message]
-        self._show_model_summary()
-
-    def _show_model_summary(self) -> None:
-        self.model_box.summary(len(self.entries), self.problems, self.weights_dir)
-        if self.problems:
-            self._say("; ".join(self.problems))
-
-    def _fill_combo(self, keep: str | None) -> None:
-        idx = self.model_box.fill(self.entries, keep)
-        if keep is not None and idx >= 0 and self.entries[idx].key == keep:
-            self._wanted_key = None
-        self._on_model_changed(idx)
-
-    def refresh_training_model(self) -> None:
-        """Offer a snapshot of the Training tab's model when it is a binary-image model that fits."""
-        got = self.training_model() if self.training_model is not None else None
-        if got is None:
-            return
-        model, image_shape, step = got
-        ident = (id(model), int(step))
-        if ident == self._training_id:
-            return
-        if DataKind.BINARY_IMAGE not in model.info.data_kinds:
-            return
-        if image_shape_of(model.data_shape, image_shape) != self.shape:
-            self._say(f"the Training tab's {model.info.name} is not for {self.shape[0]}x{self.shape[1]} images: "
-                      "not on the canvas")
-            self._training_id = ident
-            return
-        self._training_id = ident
-        copy = self.copy_model(model)
-        self.jobs.when_done(copy, lambda: self._take_training_copy(copy, model, ident),
-                            "Cannot take the Training tab's model")
-
-    def _take_training_copy(self, copy: Future, model: GenerativeModel, ident: tuple) -> None:
-        if ident != self._training_id:
-            return  # a newer one was asked for meanwhile
-        try:
-            clone = copy.result()
-        except (ValueError, RuntimeError, KeyError) as exc:
-            self._training_id = None
-            self._say(f"cannot take the Training tab's model: {exc}")
-            return
-        entry = CanvasModel(TRAINING_KEY, f"{model.info.name} (Training tab, step {ident[1]})", clone)
-        keep = self.entry.key if self.entry else None
-        self.entries = [e for e in self.entries if e.key != TRAINING_KEY] + [entry]
-        self._fill_combo(keep if keep is not None else TRAINING_KEY)
-        self._show_model_summary()
-
-    def select_model(self, key_or_family: str) -> bool:
-        """Select by checkpoint path, TRAINING_KEY, file name or family key."""
-        for i, e in enumerate(self.entries):
-            if key_or_family in (e.key, e.path.name if e.path else None, e.model.info.key):
-                self.model_combo.setCurrentIndex(i)
-                return True
-        return False
 
     @Slot(int)
     def _on_model_changed(self, _index: int) -> None:
@@ -330,6 +254,9 @@ class CanvasPanel(QWidget):
             self.stop_animation()  # the animation completes a drawing that no longer exists
         self.canvas.ghost = self.canvas.ghost_mask = None
         self.canvas.highlight = None
+        if not self._taking:  # candidates of another drawing go with it
+            self.candidates = self.candidates_known = self.previewed = None
+            self.grid.set_tiles(None)
         self.undo_btn.setEnabled(self.state.can_undo)
         self.redo_btn.setEnabled(self.state.can_redo)
         self._schedule_readouts()
@@ -442,17 +369,25 @@ class CanvasPanel(QWidget):
         self.canvas.ghost, self.canvas.ghost_mask = tiles[0], unknown
         self.canvas.highlight = None
         self.canvas.update()
+        self.previewed = i
+        self._schedule_readouts()  # they describe what is shown: the candidate over the drawing
 
     @Slot(int)
     def _on_tile_clicked(self, i: int) -> None:
-        if self.anim is None:
+        if self.anim is None and self.candidates is not None:
             self._preview(i)
+            self._say(f"candidate {i + 1} shown: the heatmap and table score it (double-click to take it)")
 
     @Slot(int)
     def use_candidate(self, i: int) -> None:
         """Take candidate ``i`` as the drawing (undoable)."""
         if self.candidates is not None and 0 <= i < len(self.candidates) and self.anim is None:
-            self.state.set_image(self.candidates[i])
+            self._taking = True
+            try:
+                self.state.set_image(self.candidates[i])
+            finally:
+                self._taking = False
+            self.previewed = None
             self._say(f"candidate {i + 1} is now the drawing (Ctrl+Z undoes it)")
 
     # -- animation -------------------------------------------------------------------------------
@@ -488,7 +423,7 @@ class CanvasPanel(QWidget):
             self.error.emit("Cannot animate", str(exc))
             return False
         completion = Completion.start(self.state.image, known, n, e.name, note)
-        self.candidates = None
+        self.candidates = self.previewed = None
         self._say(note or f"{e.name} draws {completion.total} pixels in its order")
         self.animation.start(steps, completion)
         self._update_controls()
@@ -524,7 +459,7 @@ class CanvasPanel(QWidget):
 
     def _readout_key(self) -> tuple:
         """What the readouts depend on: the drawing, the selected model and digit, the models."""
-        return (self._edit_version, self.model_combo.currentIndex(), self.digit_combo.currentData(),
+        return (self._edit_version, self.previewed, self.model_combo.currentIndex(), self.digit_combo.currentData(),
                 tuple(id(e) for e in self.entries))
 
     def _readout_inputs(self) -> tuple | None:
@@ -532,7 +467,15 @@ class CanvasPanel(QWidget):
             return None
         entries = list(self.entries)
         digits = self.digits if any(e.exact and e.percentiles is None for e in entries) else None
-        return entries, self.model_combo.currentIndex(), self.state.image.copy(), self.digit_combo.currentData(), digits
+        return entries, self.model_combo.currentIndex(), self.shown_image(), self.digit_combo.currentData(), digits
+
+    def shown_image(self) -> np.ndarray:
+        """What the canvas shows: the drawing, under the previewed candidate's pixels if any."""
+        image = self.state.image.copy()
+        if self.previewed is not None and self.candidates is not None:
+            unknown = ~self.candidates_known
+            image[unknown] = self.candidates[self.previewed][unknown]
+        return image
 
     def readouts_current(self) -> bool:
         """True when the readouts shown are those of the drawing and model as they are now."""
@@ -560,6 +503,11 @@ class CanvasPanel(QWidget):
         self.stop_btn.setEnabled(self.anim is not None)
         self.digit_combo.setEnabled(e is not None and e.conditional)
         self.finetune_btn.setEnabled(e is not None and e.path is not None)
+        self.draw_box.allow_region(None if e is not None and e.any_order else
+                                   "needs an order-agnostic model (MADE with order_agnostic): "
+                                   + (f"{e.name} completes in raster order, the rows below row k" if e else "no model"))
+        if self.state.tool in REGION_TOOLS and not self.tool_buttons[self.state.tool].isEnabled():
+            self.set_tool("pen")  # a region stroke must never become ink
         self.undo_btn.setEnabled(self.state.can_undo)
         self.redo_btn.setEnabled(self.state.can_redo)
 

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QGroupBox, 
                                QProgressBar, QPushButton, QSlider, QSpinBox, QWidget)
 
 from core.readouts import CanvasModel
+from gui.style import SteadyLabel, fixed_width
 
 #: the digits a class-conditional model can be asked for
 N_CLASSES = 10
@@ -64,7 +65,7 @@ class ModelBox(QGroupBox):
         self.model_combo = QComboBox(objectName="canvasModel")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.setMinimumContentsLength(24)
-        self.models_label = QLabel("models load when the tab opens", objectName="canvasModelsLabel", wordWrap=True)
+        self.models_label = SteadyLabel("models load when the tab opens", 2, objectName="canvasModelsLabel")
         self.reload_btn = button("Reload", "canvasReload",
                                  f"scan {weights_dir} again and take the Training tab's current weights")
         self.finetune_btn = button("Fine-tune in Training tab", "canvasFineTune",
@@ -128,6 +129,17 @@ class DrawBox(QGroupBox):
         f.addRow("Brush", self.brush_spin)
         f.addRow(row_of(self.undo_btn, self.redo_btn, self.clear_btn))
         f.addRow(row_of(self.clear_region_btn, self.digit_btn))
+        self._tips = {b: b.toolTip() for b in self._region_widgets()}
+
+    def _region_widgets(self) -> tuple[QPushButton, ...]:
+        return self.tool_buttons["region"], self.tool_buttons["unregion"], self.clear_region_btn
+
+    def allow_region(self, why_not: str | None) -> None:
+        """The region tools work only with a model that can fill a region: disabled otherwise,
+        their tooltip saying ``why_not``."""
+        for b in self._region_widgets():
+            b.setEnabled(why_not is None)
+            b.setToolTip(self._tips[b] if why_not is None else why_not)
 
     def restore_settings(self, s: QSettings) -> None:
         self.brush_spin.setValue(setting(s, "canvas/brush", 1))
@@ -156,7 +168,7 @@ class CompleteBox(QGroupBox):
         self.speed.setRange(0, SPEED_MAX)
         self.speed.setValue(6)
         self.speed.setToolTip("pixels per second of the animation: 1, 2, 4 … 4096, or flat out")
-        self.speed_label = QLabel()
+        self.speed_label = fixed_width(QLabel(), f"{2 ** (SPEED_MAX - 1)} px/s")
         self.speed.valueChanged.connect(self._on_speed)
         self._on_speed(self.speed.value())
         self.progress = QProgressBar(objectName="canvasProgress")

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsDropShadowEffect
 
 from core.protocol import Visuals, grid_points
 from gui.tooltips import tile_tip
@@ -39,6 +41,17 @@ class PaintViewBox(pg.ViewBox):
         self.painter(p.x(), p.y(), True)
 
 
+def clipped_lines(warp: np.ndarray, bounds) -> tuple[np.ndarray, np.ndarray]:
+    """A flow's warped lines (L, P, 2) as one NaN-separated polyline (x, y), cut where they
+    leave ``bounds`` (the tile's view): no line is drawn off into the distance."""
+    sep = np.full((warp.shape[0], 1, 2), np.nan, np.float32)
+    lines = np.concatenate([warp, sep], 1).reshape(-1, 2)
+    (x0, x1), (y0, y1) = bounds
+    outside = ~((lines[:, 0] >= x0) & (lines[:, 0] <= x1) & (lines[:, 1] >= y0) & (lines[:, 1] <= y1))
+    lines[outside] = np.nan
+    return np.ascontiguousarray(lines[:, 0]), np.ascontiguousarray(lines[:, 1])
+
+
 class Tile:
     """One small multiple: a density heatmap (2D) or curve (1D), data, samples, flow warp."""
 
@@ -46,10 +59,17 @@ class Tile:
                  paintable: bool = False):
         self.dim = dim
         self.vb = PaintViewBox() if paintable else pg.ViewBox()
-        self.plot = layout.addPlot(row=row, col=col, title=title, viewBox=self.vb)
+        self.plot = layout.addPlot(row=row, col=col, viewBox=self.vb)
         self.plot.setToolTip(tile_tip(title, first=paintable))  # the data tile is the paintable one
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
+        # the title inside the view, at its top: a title row would make each tile as wide as
+        # its title asks, and tiles of different widths cannot share one view
+        self.title = pg.LabelItem(title, color="#dddddd")
+        self.title.setParentItem(self.vb)
+        self.title.anchor(itemPos=(0.5, 0.0), parentPos=(0.5, 0.0), offset=(0, 2))
+        shadow = QGraphicsDropShadowEffect(blurRadius=6, offset=QPointF(0, 0), color=QColor(0, 0, 0))
+        self.title.item.setGraphicsEffect(shadow)  # readable over a light heatmap too
         self.image = pg.ImageItem(axisOrder="row-major")
         self.data_dots = pg.ScatterPlotItem(size=2, pen=None, brush=pg.mkBrush(200, 200, 200, 90))
         self.samples = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(color))
@@ -94,10 +114,7 @@ class Tile:
                 s = a.samples
                 self.samples.setData(s[:, 0], s[:, 1])
             if a.warp is not None:
-                w = a.warp  # (L, P, 2): NaN-separated polylines
-                sep = np.full((w.shape[0], 1, 2), np.nan, np.float32)
-                lines = np.concatenate([w, sep], 1).reshape(-1, 2)
-                self.warp.setData(lines[:, 0], lines[:, 1])
+                self.warp.setData(*clipped_lines(a.warp, self.bounds))
         else:
             if heat is not None:
                 xs = grid_points(self.bounds, len(heat))[:, 0]

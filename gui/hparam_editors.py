@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
@@ -26,7 +27,10 @@ def make_editor(h: HParam) -> QWidget:
         w.setValue(int(h.default))
     else:
         w = QDoubleSpinBox()
-        w.setDecimals(6 if h.log or (h.high or 1) <= 1 else 3)
+        # enough decimals for the default itself: a small default (reg_covar 1e-6 in [0, 10])
+        # must not show, and then train, as 0.000
+        tiny = -math.floor(math.log10(abs(h.default))) + 1 if h.default else 0
+        w.setDecimals(min(10, max(6 if h.log or (h.high or 1) <= 1 else 3, tiny)))
         w.setRange(h.low if h.low is not None else -1e9, h.high if h.high is not None else 1e9)
         w.setSingleStep(max(1e-6, abs(h.default) / 10) if h.log else 0.1 * ((h.high or 1) - (h.low or 0)) / 10)
         w.setValue(float(h.default))

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QV
 
 from core.latent import LatentError
 from gui.latent_state import CLASSES, LATENT_RANGE, LatentState, MapResult
+from gui.style import SteadyLabel
 
 #: one colour per digit (matplotlib's tab10)
 DIGIT_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -91,7 +92,7 @@ class LatentMap(QWidget):
         for item in (self.image, self.scatter, self.path, self.encoded, self.marker):
             self.plot.addItem(item)
         layout.addWidget(self.view, 1)
-        self.caption = QLabel(objectName="mapCaption", wordWrap=True)
+        self.caption = SteadyLabel(lines=2, objectName="mapCaption")
         layout.addWidget(self.caption)
         self.x_combo.currentIndexChanged.connect(self._on_dims)
         self.y_combo.currentIndexChanged.connect(self._on_dims)

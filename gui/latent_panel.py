@@ -39,6 +39,7 @@ from gui.latent_state import (CLASSES, MAP_N, LatentEntry, LatentState, MapResul
                               read_digit_labels)
 from gui.latent_tools import PULL_BUDGET_S, EncodeBox, InterpolateBox, ToolsMixin
 from gui.latent_views import ImageStrip
+from gui.style import SteadyLabel
 
 FOLLOW_MS = 1000  # how often the Training tab's model is looked at while this tab is shown
 ROW_MS = 40  # the ten-digit row and the timing label redraw at most this often while dragging
@@ -102,7 +103,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_model_row())
-        self.models_label = QLabel(objectName="latentModelsLabel", wordWrap=True)
+        self.models_label = SteadyLabel(lines=2, objectName="latentModelsLabel")
         layout.addWidget(self.models_label)
         split = QSplitter(Qt.Orientation.Horizontal)
         left = QWidget()
@@ -111,7 +112,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         self.image_view = ImageStrip(tiles=1, min_height=200)
         self.image_view.setObjectName("latentImage")
         lv.addWidget(self.image_view, 2)
-        self.decode_label = QLabel(objectName="decodeLabel")
+        self.decode_label = SteadyLabel(lines=1, objectName="decodeLabel")
         lv.addWidget(self.decode_label)
         self.sliders = LatentSliders(self.state)
         self.sliders.refused.connect(self._on_refused)
@@ -139,7 +140,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
         layout.addWidget(split, 1)
-        self.message_label = QLabel(objectName="latentMessage", wordWrap=True)
+        self.message_label = SteadyLabel(lines=2, objectName="latentMessage")
         layout.addWidget(self.message_label)
         self._wire_tools()
 

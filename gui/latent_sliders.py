@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel,
 
 from core.latent import LatentError
 from gui.latent_state import LATENT_RANGE, LatentState
+from gui.style import SteadyLabel
 
 ROWS = 8  # sliders shown at a time
 SCALE = 100  # slider steps per unit of z
@@ -69,7 +70,7 @@ class LatentSliders(QWidget):
         pager = QHBoxLayout()
         self.prev_btn = QPushButton("◀", objectName="latentPrev", toolTip=f"the previous {ROWS} dimensions")
         self.next_btn = QPushButton("▶", objectName="latentNext", toolTip=f"the next {ROWS} dimensions")
-        self.page_label = QLabel(objectName="latentPageLabel")
+        self.page_label = SteadyLabel(lines=1, objectName="latentPageLabel")
         self.prev_btn.clicked.connect(self.previous_page)
         self.next_btn.clicked.connect(self.next_page)
         pager.addWidget(self.prev_btn)

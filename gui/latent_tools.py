@@ -8,13 +8,14 @@ import asyncio
 import functools
 
 import numpy as np
-from PySide6.QtWidgets import (QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
 from core import latent
 from core.latent import LatentError
 from core.protocol import GenerativeModel
 from gui.latent_views import ImageStrip
+from gui.style import SteadyLabel
 
 DEFAULT_STEPS = 10
 IWAE_K = 1000  # importance samples for the bound of an encoded drawing
@@ -43,7 +44,7 @@ class EncodeBox(QGroupBox):
         self.view = ImageStrip(tiles=2, min_height=90)
         self.view.setToolTip("left: the drawing; right: its reconstruction (or the generator's closest image)")
         layout.addWidget(self.view)
-        self.result_label = QLabel(objectName="encodeResult", wordWrap=True)
+        self.result_label = SteadyLabel(lines=3, objectName="encodeResult")
         layout.addWidget(self.result_label)
 
     def set_gan(self, gan: bool) -> None:
@@ -64,7 +65,7 @@ class InterpolateBox(QGroupBox):
         grid = QGridLayout(self)
         self.a_btn = QPushButton("A ← here", objectName="setA", toolTip="point A = the current z")
         self.b_btn = QPushButton("B ← here", objectName="setB", toolTip="point B = the current z")
-        self.ab_label = QLabel("A and B not set", objectName="abLabel")
+        self.ab_label = SteadyLabel("A and B not set", 2, objectName="abLabel")
         grid.addWidget(self.a_btn, 0, 0)
         grid.addWidget(self.b_btn, 0, 1)
         grid.addWidget(self.ab_label, 0, 2, 1, 3)

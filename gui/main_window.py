@@ -12,14 +12,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox, QScrollArea,
-                               QTabWidget, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox, QScrollArea, QSizePolicy,
+                               QSplitter, QTabWidget)
 
 from core import data as datasets
 from core import registry
 from core.control import Frame
 from core.device import select_device
-from core.training import Event, TrainConfig, Trainer, clone_model
+from core.training import EVALUATED, Event, TrainConfig, Trainer, clone_model
 from core.protocol import DataKind, GenerativeModel
 from core.readouts import DEFAULT_WEIGHTS, load_digits
 from gui import APP_NAME, ORG_NAME
@@ -31,6 +31,7 @@ from gui.jobs import Jobs, ProgressDialog
 from gui.model_actions import ModelActions
 from gui.model_picker import ModelPicker
 from gui.playground import PlaygroundPanel
+from gui.point_data import PAINTED
 from gui.train_panel import TrainPanel
 from gui.training_view import TrainingView
 from gui.worker import TrainingSession
@@ -54,6 +55,8 @@ class MainWindow(ModelActions, QMainWindow):
         self.model: GenerativeModel | None = None
         self.dataset: datasets.Dataset | None = None
         self.model_step = 0
+        self.model_epoch = 0.0  # the model's fractional epoch (saved with it)
+        self.model_nll: tuple[int, float] | None = None  # (step, nats) of its last held-out evaluation
         self._data_key: tuple | None = None
         self.last_error: str | None = None
         self.error_boxes: list[QMessageBox] = []
@@ -63,12 +66,21 @@ class MainWindow(ModelActions, QMainWindow):
         self.panel = TrainPanel()
         self.tabs = QTabWidget(objectName="workspace")
         self.training_view = TrainingView(fps=fps)
-        self.tabs.addTab(self.training_view, "Training")
+        # the model list and run controls live in the Training tab's own page (not in docks shown
+        # per tab), so the tab bar stays where it is on every tab
+        self.training_page = QSplitter(Qt.Orientation.Horizontal, objectName="trainingPage")
+        for w in (self.picker, self.training_view, self.panel):
+            self.training_page.addWidget(w)
+        self.training_page.setStretchFactor(1, 1)
+        self.training_page.setChildrenCollapsible(False)
+        self.training_page.setSizes([210, 700, 340])
+        self.tabs.addTab(self.training_page, "Training")
         self.playground = PlaygroundPanel(fps=fps)
         self.tabs.addTab(self.playground, "Density playground")
         self.playground.error.connect(self._on_panel_error)
         self.playground.status.connect(self._on_panel_status)
-        self.canvas = CanvasPanel(fps=fps, training_model=self.canvas_model, copy_model=self.copy_model)
+        self.canvas = CanvasPanel(fps=fps, training_model=self.canvas_model, copy_model=self.copy_model,
+                                  training_nll=lambda: self.model_nll)
         # in a scroll area, so that the canvas's controls never set the window's minimum width
         self.canvas_scroll = QScrollArea()
         self.canvas_scroll.setWidget(self.canvas)
@@ -83,11 +95,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.tabs.addTab(self.sequences, "Sequences")
         self._sequence_model_id: tuple[int, int] | None = None
         self.setCentralWidget(self.tabs)
-        left = self._dock(self.picker, "Models", "modelsDock", Qt.DockWidgetArea.LeftDockWidgetArea)
-        right = self._dock(self.panel, "Training", "trainingDock", Qt.DockWidgetArea.RightDockWidgetArea)
-        self.training_docks = (left, right)
         self.tabs.currentChanged.connect(self._on_tab)
-        self.resizeDocks([left, right], [210, 340], Qt.Orientation.Horizontal)
 
         self.device_label = QLabel(objectName="deviceLabel")
         self.speed_label = QLabel(objectName="speedLabel")
@@ -106,17 +114,12 @@ class MainWindow(ModelActions, QMainWindow):
         self.panel.browse_clicked.connect(self._browse_data)
         self.panel.live_changed.connect(self._on_live)
         self.panel.device_combo.currentIndexChanged.connect(self._on_device_choice)
+        self.panel.data_combo.currentIndexChanged.connect(self._on_data_choice)
         self._make_actions()
         self._restore_settings()
         explain(self)  # every metric, plot and tile says what it is and what to watch
 
     # -- layout ----------------------------------------------------------------------------------
-    def _dock(self, widget: QWidget, title: str, name: str, area: Qt.DockWidgetArea) -> QDockWidget:
-        dock = QDockWidget(title, self, objectName=name)
-        dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        return dock
-
     def _make_actions(self) -> None:
         def action(menu, text, slot, shortcut, name):
             a = QAction(text, self, objectName=name)
@@ -139,8 +142,8 @@ class MainWindow(ModelActions, QMainWindow):
         action(run_menu, "Sa&mple", self.sample, "Ctrl+M", "actionSample")
         view_menu = self.menuBar().addMenu("&View")
         for i, (text, name) in enumerate((("&Training", "actionTabTraining"), ("&Density playground", "actionTabPlayground"),
-                                          ("&Canvas", "actionTabCanvas"),
-                                          ("&Latent space", "actionTabLatent"))):
+                                          ("&Canvas", "actionTabCanvas"), ("&Latent space", "actionTabLatent"),
+                                          ("S&equences", "actionTabSequences"))):
             action(view_menu, text, self._show_tab, f"Ctrl+{i + 1}", name).setData(i)
 
     def _add_latent_tab(self, fps: float) -> None:
@@ -159,7 +162,7 @@ class MainWindow(ModelActions, QMainWindow):
     # -- settings --------------------------------------------------------------------------------
     def _restore_settings(self) -> None:
         s = self.settings
-        # the tab first: it decides which docks show, and so how small the window may be
+        # the tab first: it decides how small the window may be
         self.tabs.setCurrentIndex(int(s.value("window/tab", 0)))
         self._on_tab(self.tabs.currentIndex())
         geometry, state = s.value("window/geometry"), s.value("window/state")
@@ -182,7 +185,11 @@ class MainWindow(ModelActions, QMainWindow):
         self.panel.epochs.setValue(float(s.value("run/epochs", 5.0)))
         self.panel.restore_policy(s)
         pg_set = s.value("playground/set")
-        if pg_set and self.playground.set_combo.findData(pg_set) >= 0:
+        if pg_set == PAINTED:  # the points themselves are kept beside the settings
+            if not self.playground.data.restore_points(self._painted_points_path()):
+                self.statusBar().showMessage("the painted points of the last session were not found: "
+                                             "the playground shows a built-in set", 8000)
+        elif pg_set and self.playground.set_combo.findData(pg_set) >= 0:
             self.playground.set_combo.setCurrentIndex(self.playground.set_combo.findData(pg_set))
         try:
             self.playground.set_checked(json.loads(s.value("playground/models", "[]")))
@@ -204,7 +211,9 @@ class MainWindow(ModelActions, QMainWindow):
         s.setValue("data/name", self.panel.data_name() or "")
         s.setValue("data/path", self.panel.data_path.text())
         s.setValue("window/tab", self.tabs.currentIndex())
-        s.setValue("playground/set", self.playground.set_name)
+        painted = self.playground.set_name == PAINTED
+        kept = painted and self.playground.data.save_points(self._painted_points_path())
+        s.setValue("playground/set", self.playground.set_name if kept or not painted else "")
         s.setValue("playground/models", json.dumps(self.playground.checked_models()))
         self.canvas.save_settings(s)
         self.latent.save_settings(s)
@@ -238,6 +247,11 @@ class MainWindow(ModelActions, QMainWindow):
                 return
             self.statusBar().showMessage(f"{name} set to {value:g} from the next step" if isinstance(value, float)
                                          else f"{name} set to {value} from the next step", 3000)
+
+    @Slot(int)
+    def _on_data_choice(self, _index: int) -> None:
+        if self.session is None or not self.session.running:  # the last run's count was on other data
+            self.panel.progress_note(f"no run on {self.panel.data_name() or 'this data set'} yet")
 
     @Slot(int)
     def _on_device_choice(self, _index: int) -> None:
@@ -275,9 +289,10 @@ class MainWindow(ModelActions, QMainWindow):
 
     @Slot(int)
     def _on_tab(self, index: int) -> None:
-        """The picker and training controls belong to the Training tab; other tabs have their own."""
-        for dock in self.training_docks:
-            dock.setVisible(self.tabs.widget(index) is self.training_view)
+        """Only the shown page sets how small the window may be (the others are ignored)."""
+        for i in range(self.tabs.count()):
+            policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
+            self.tabs.widget(i).setSizePolicy(policy, policy)
         if self.tabs.widget(index) is self.sequences:
             self._refresh_sequences()
 
@@ -348,7 +363,7 @@ class MainWindow(ModelActions, QMainWindow):
     @Slot(str)
     def _fine_tune(self, path: str) -> None:
         """The Canvas tab hands a checkpoint over: load it here to train it further."""
-        self.tabs.setCurrentWidget(self.training_view)
+        self.tabs.setCurrentWidget(self.training_page)
         self.load(path)
 
     @Slot(int)
@@ -418,6 +433,8 @@ class MainWindow(ModelActions, QMainWindow):
         else:
             model, start = registry.create(key, ds.shape, ds.kind, **hp), 0
             self.training_view.reset()
+            self.training_view.clear_samples("samples follow as it trains…")
+            self.model_nll, self.model_epoch = None, 0.0
         autosave = app_data_dir() / "autosave" / f"{key}-{ds.name}.safetensors"
         cfg = TrainConfig(epochs=self.panel.epochs.value(), seed=self.panel.seed.value(),
                           device=self.panel.device(), eval_every=200, checkpoint_path=autosave,
@@ -425,14 +442,14 @@ class MainWindow(ModelActions, QMainWindow):
         trainer = Trainer(model, ds, cfg, start_step=start)
         cfg.max_steps = start + trainer.total_steps  # epochs more, from where it stands
         self.model, self.dataset = model, ds
+        self.training_view.subject = model.info.name
         self.session = TrainingSession(trainer, fps=self.fps, parent=self, policy=self.panel.policy())
         self.panel.show_schedule(*self.session.runs[0].curve())
         self.panel.show_lr(start, self.session.runs[0].lr_at(start))
         self.session.frame.connect(self._on_frame)
         self.session.failed.connect(self._on_failed)
         self.session.finished.connect(self._on_finished)
-        self.panel.progress.setRange(0, cfg.max_steps)
-        self.panel.progress.setValue(start)
+        self.panel.start_progress(start, cfg.max_steps)
         self.training_view.total_steps = cfg.max_steps
         self.panel.set_state("running")
         self._show_device(trainer.device)
@@ -467,7 +484,13 @@ class MainWindow(ModelActions, QMainWindow):
     def _on_frame(self, frame: Frame) -> None:
         s = frame.snapshot
         self.training_view.push(frame)
-        self.model_step = s.step
+        self.model_step, self.model_epoch = s.step, s.epoch
+        if s.event in EVALUATED and s.nll is not None and math.isfinite(s.nll.nats):
+            self.model_nll = (s.step, s.nll.nats)
+            if self.canvas.isVisible():  # the canvas's copy of this model moves on with it
+                self.canvas.refresh_training_model()
+            elif self.sequences.isVisible() and not self.sequences.running:  # so does the sequences tab's
+                self._refresh_sequences()
         bar = self.panel.progress
         if abs(s.step - bar.value()) * 500 >= bar.maximum() or s.event != Event.STEP:  # repaint per 0.2 %
             bar.setValue(min(s.step, bar.maximum()))
@@ -503,6 +526,10 @@ class MainWindow(ModelActions, QMainWindow):
             if self.session.stop_reason:
                 text += f" ({self.session.stop_reason})"
             self.statusBar().showMessage(text, 10000)
+
+    def _painted_points_path(self) -> Path:
+        """Where the playground's painted / imported points are kept: beside the settings."""
+        return Path(self.settings.fileName()).parent / "playground-points.npy"
 
     def _app_data_dir(self) -> Path:
         return app_data_dir()

@@ -45,6 +45,7 @@ class ModelActions:
         else:
             payload = Future()
             payload.set_result(checkpoint_payload(self.model, data=self.dataset, step=self.model_step,
+                                                  epoch=self.model_epoch,
                                                   metrics=trainer.checkpoint_metrics() if trainer else {}))
         return self.jobs.run(payload, done=lambda got: self._write(path, *got), title="Could not save")
 
@@ -70,13 +71,20 @@ class ModelActions:
         """Show a loaded checkpoint; its samples follow (the task that draws them, or None)."""
         self.picker.select(model.info.key)
         self.panel.set_hparams(model.hparams)
-        self.model, self.model_step = model, meta.step
+        self.model, self.model_step, self.model_epoch = model, meta.step, meta.epoch
+        self.model_nll = (meta.step, meta.valid.nats) if meta.valid is not None else None
         if self.dataset is not None and self.dataset.name != meta.data_name:
             self.dataset = None
         i = self.panel.data_combo.findData(meta.data_name)
         if i >= 0:
             self.panel.data_combo.setCurrentIndex(i)
+        # nothing of the previous model stays: its curves, samples, progress and step
         self.training_view.reset()
+        self.training_view.subject = model.info.name
+        self.training_view.clear_samples(f"samples of {model.info.name} follow…")
+        self.panel.progress_note(f"loaded at step {meta.step}: Train goes on from there")
+        self.step_label.setText(f"step {meta.step}  epoch {meta.epoch:.2f}")
+        self.speed_label.setText("")
         for w in meta.warnings:
             self.statusBar().showMessage(w, 8000)
         self.statusBar().showMessage(f"loaded {Path(path).name}: {model.info.name}, step {self.model_step}", 8000)
@@ -105,7 +113,7 @@ class ModelActions:
         if DataKind.SEQUENCE in model.info.data_kinds:
             self.training_view.show_curves(samples, f"{len(samples)} samples from {model.info.name}")
             return
-        self.training_view.show_samples(samples, tuple(image_shape), f"{len(samples)} samples from {model.info.name}",
+        self.training_view.show_samples(samples, tuple(image_shape), f"samples from {model.info.name}",
                                         labels=arrays.sample_labels)
 
     @Slot()

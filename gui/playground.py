@@ -16,8 +16,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSlider, QSpinBox,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QListWidgetItem, QPushButton, QScrollArea, QSlider, QSpinBox,
                                QSplitter, QVBoxLayout, QWidget)
 
 from core import data as datasets
@@ -30,8 +30,9 @@ from gui.comparison_view import TABLE_COLUMNS, ComparisonView, format_rows
 from gui.density_tiles import RES, Tile
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
 from gui.jobs import Jobs
+from gui.model_list import ModelList
 from gui.point_data import PAINTED, PointDataControls
-from gui.style import COLORS
+from gui.style import COLORS, fixed_width
 from gui.worker import TrainingSession
 
 #: frames per second handed over by the worker: above the 30 fps repaint timer, so that a
@@ -74,13 +75,17 @@ class PlaygroundPanel(QWidget):
         self._expose_data_controls()
         controls = QWidget()
         cl = QVBoxLayout(controls)
-        for w in (self.data, self._build_models_box(), self._build_hp_box(), self._build_run_box()):
+        # the run box above the hyperparameters: Play stays put whichever model is highlighted
+        for w in (self.data, self._build_models_box(), self._build_run_box(), self._build_hp_box()):
             cl.addWidget(w)
         cl.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(controls)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(280)
+        # one width for good: the hyperparameters of another model never resize the panel
+        scroll.setFixedWidth(380)
+        # always there: a scroll bar coming and going would resize every control in the panel
+        scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
 
         self.tiles_widget = pg.GraphicsLayoutWidget()
         self.tiles_widget.setObjectName("tiles")
@@ -111,8 +116,11 @@ class PlaygroundPanel(QWidget):
         self.import_csv, self.export_csv = d.import_csv, d.export_csv
 
     def _build_models_box(self) -> QGroupBox:
-        self.model_list = QListWidget(objectName="playgroundModels")
+        self.model_list = ModelList(objectName="playgroundModels")
+        self.model_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.model_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.model_list.currentItemChanged.connect(self._on_model_current)
+        self.model_list.itemChanged.connect(self._on_model_ticked)
         models_box = QGroupBox("Models (tick several to compare)")
         v = QVBoxLayout(models_box)
         v.addWidget(self.model_list)
@@ -120,6 +128,7 @@ class PlaygroundPanel(QWidget):
 
     def _build_hp_box(self) -> QGroupBox:
         self.hp_box = QGroupBox("Hyperparameters of the highlighted model")
+        self.hp_box.setMinimumWidth(1)  # its title (a model's name) never widens the panel
         self.hp_form = QFormLayout(self.hp_box)
         self.editors: dict[str, QWidget] = {}
         return self.hp_box
@@ -134,7 +143,7 @@ class PlaygroundPanel(QWidget):
         self.speed.setRange(1, 11)
         self.speed.setValue(11)
         self.speed.setToolTip("steps per second: 1, 2, 4 … 1000, or full speed")
-        self.speed_label = QLabel("full speed")
+        self.speed_label = fixed_width(QLabel("full speed"), "1024 steps/s")
         self.lr_spin = QDoubleSpinBox(objectName="playLr", decimals=5, minimum=1e-5, maximum=1.0, value=0.003,
                                       singleStep=0.0005)
         self.lr_spin.setToolTip("learning rate of every gradient-trained model; editable while training")
@@ -176,6 +185,11 @@ class PlaygroundPanel(QWidget):
         self._refresh_models(dim)
         if ds is not None:
             self._make_tiles([])
+        # the last run's results were on the previous data: they go with it
+        self.rows, self.curves, self.running_keys = [], [], []
+        self.comparison.reset([])
+        self._set_entropy(None)
+        self._fill_table()
 
     @Slot(object)
     def _draw_points(self, x: np.ndarray) -> None:
@@ -203,13 +217,40 @@ class PlaygroundPanel(QWidget):
             if kind in info.data_kinds:
                 item = QListWidgetItem(f"{info.name}  ({info.group})")
                 item.setData(Qt.ItemDataRole.UserRole, info.key)
-                item.setToolTip(info.description)
+                item.setToolTip(f"{info.name} ({info.group}): {info.description}")
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Checked if info.key in checked else Qt.CheckState.Unchecked)
                 self.model_list.addItem(item)
         self.model_list.blockSignals(False)
+        self.model_list.fit_rows()
+        self._highlight_ticked()
+
+    def _highlight_ticked(self) -> None:
+        """Highlight (and so show the hyperparameters of) the first ticked model, else the first."""
+        rows = [i for i in range(self.model_list.count())
+                if self.model_list.item(i).checkState() == Qt.CheckState.Checked]
         if self.model_list.count():
-            self.model_list.setCurrentRow(0)
+            self.model_list.setCurrentRow(rows[0] if rows else 0)
+
+    @Slot(QListWidgetItem)
+    def _on_model_ticked(self, item: QListWidgetItem) -> None:
+        """A model just ticked is highlighted: the hyperparameters shown are those of a model
+        that will train; the box's title says when the highlighted one is not ticked."""
+        if item.checkState() == Qt.CheckState.Checked:
+            if self.model_list.currentItem() is not item:
+                self.model_list.setCurrentItem(item)
+        elif item is self.model_list.currentItem() and self.checked_models():
+            self._highlight_ticked()
+        self._title_hp_box()
+
+    def _title_hp_box(self) -> None:
+        item = self.model_list.currentItem()
+        if item is None:
+            self.hp_box.setTitle("Hyperparameters")
+            return
+        name = registry.info(item.data(Qt.ItemDataRole.UserRole)).name
+        ticked = item.checkState() == Qt.CheckState.Checked
+        self.hp_box.setTitle(f"Hyperparameters: {name}" + ("" if ticked else " (not ticked: it will not train)"))
 
     def checked_models(self) -> list[str]:
         return [self.model_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.model_list.count())
@@ -220,6 +261,7 @@ class PlaygroundPanel(QWidget):
             item = self.model_list.item(i)
             on = item.data(Qt.ItemDataRole.UserRole) in keys
             item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+        self._highlight_ticked()
 
     def _save_editors(self) -> None:
         if getattr(self, "_hp_key", None):
@@ -238,6 +280,10 @@ class PlaygroundPanel(QWidget):
         saved = self.model_hparams.get(self._hp_key, {})
         for h in info.hparams:
             w = make_editor(h)
+            w.setMinimumWidth(80)  # the panel's width, not the editor's range or choices, sets its width
+            if isinstance(w, QComboBox):
+                w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                w.setMinimumContentsLength(6)
             if h.name in saved:
                 set_editor_value(w, saved[h.name])
             self.editors[h.name] = w
@@ -245,7 +291,7 @@ class PlaygroundPanel(QWidget):
             if h.live:
                 changed_signal(w).connect(self._on_live_edit)
         self._enable_editors()
-        self.hp_box.setTitle(f"Hyperparameters: {info.name}")
+        self._title_hp_box()
 
     def set_hparam(self, key: str, name: str, value: Any) -> None:
         """Set one model's hyperparameter (as the form would)."""
@@ -263,7 +309,7 @@ class PlaygroundPanel(QWidget):
             return
         dim = ds.train.shape[1]
         bounds = ds.meta["bounds"]
-        ncols = max(2, math.ceil(math.sqrt(len(keys) + 1)))
+        ncols = self._columns(len(keys) + 1, bounds)
         names = ["data" + (" and true density" if ds.meta.get("has_density") else "")]
         names += [registry.info(k).name for k in keys]
         for i, name in enumerate(names):
@@ -271,7 +317,16 @@ class PlaygroundPanel(QWidget):
                      paintable=(i == 0))
             t.set_bounds(bounds)
             self.tiles.append(t)
+        grid = self.tiles_widget.ci.layout  # tiles of one size, whatever their titles
+        for c in range(ncols):
+            grid.setColumnStretchFactor(c, 1)
+        for r in range(math.ceil(len(names) / ncols)):
+            grid.setRowStretchFactor(r, 1)
         first = self.tiles[0]
+        for t in self.tiles[1:]:  # one shared view: a pan or zoom in any tile moves them all
+            t.vb.setXLink(first.vb)
+            if dim == 2:
+                t.vb.setYLink(first.vb)
         first.vb.painter = self.data.paint_at if self.paint_btn.isChecked() else None
         if dim == 2:
             first.data_dots.setData(ds.train[:, 0], ds.train[:, 1])
@@ -289,6 +344,17 @@ class PlaygroundPanel(QWidget):
                 for t in self.tiles:
                     t.truth.setData(xs, truth)
         self.repaints += 1
+
+    def _columns(self, n: int, bounds) -> int:
+        """Columns of the tiles' grid whose tiles are closest in shape to the data's view (so
+        that heatmaps fill their tiles); at least 2 when there are 2 tiles or more."""
+        if n < 2:
+            return 1
+        w, h = max(self.tiles_widget.width(), 1), max(self.tiles_widget.height(), 1)
+        (x0, x1), *rest = bounds
+        want = (x1 - x0) / (rest[0][1] - rest[0][0]) if rest else 1.6
+        shapes = [(abs(math.log((w / c) / (h / math.ceil(n / c)) / want)), c) for c in range(2, n + 1)]
+        return min(shapes)[1]
 
     def _true_density(self, ds, bounds) -> np.ndarray | None:
         if ds.name == PAINTED or not ds.meta.get("has_density"):

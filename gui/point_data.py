@@ -4,6 +4,8 @@ set and the paint buffer and says when either changes; the panel draws them."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -242,6 +244,39 @@ class PointDataControls(QWidget):
         ok = self._use_points(x)
         self.undo_btn.setEnabled(self.paint.can_undo)
         return ok
+
+    def save_points(self, path: str | os.PathLike) -> bool:
+        """Keep the painted / imported points in ``path`` (.npy) when they are the data set, so
+        that the next session finds them; True when written."""
+        if self.set_name != PAINTED or self.paint is None:
+            return False
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, np.ascontiguousarray(self.paint.points, dtype=np.float32), allow_pickle=False)
+            return True
+        except OSError as exc:
+            self.status.emit(f"cannot keep the painted points in {path}: {exc}")
+            return False
+
+    def restore_points(self, path: str | os.PathLike) -> bool:
+        """Make the points kept in ``path`` the data set (as "painted / imported points"); False,
+        with the data set left as it is, when there are none or they cannot be read."""
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return False
+        if x.ndim != 2 or x.shape[1] not in (1, 2) or not np.isfinite(x).all():
+            return False
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        bounds = toy.view_bounds(x) if len(x) else ((-1.0, 1.0),) * x.shape[1]
+        self.set_combo.blockSignals(True)
+        self.set_combo.setCurrentIndex(self.set_combo.findData(PAINTED))
+        self.set_combo.blockSignals(False)
+        self.paint = PaintBuffer(x.shape[1], bounds, seed=self.seed_spin.value())
+        self.paint.set_points(x)
+        self._use_points(x, bounds)
+        self.undo_btn.setEnabled(False)
+        return True
 
     def export_csv(self, path: str) -> None:
         pts = self.paint.points if self.paint is not None else (self.dataset.train if self.dataset else None)

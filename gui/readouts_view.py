@@ -12,10 +12,11 @@ from typing import Any, Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from core.readouts import ATYPICAL_PCT, CanvasModel, Readouts, compute_readouts
 from gui.jobs import Jobs
+from gui.style import SteadyLabel
 
 TYPICALITY_TIP = (
     "Typicality: how central the drawing's −log p(x) lies among the validation digits' NLLs "
@@ -69,8 +70,8 @@ class ReadoutsView(QWidget):
         self.colour_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get("inferno"),
                                           interactive=False, label="nats")
         self.colour_bar.setImageItem(self.heat_image, insert_in=self.heat_plot)
-        self.total_label = QLabel("", objectName="canvasTotal")
-        self.pct_label = QLabel("", objectName="canvasPercentile", wordWrap=True)
+        self.total_label = SteadyLabel("", 2, objectName="canvasTotal")
+        self.pct_label = SteadyLabel("", 2, objectName="canvasPercentile")
         self.table = QTableWidget(0, 4, objectName="canvasReadouts")
         self.table.setHorizontalHeaderLabels(["model", "log p (nats)", "bits/dim", "typicality %"])
         self.table.verticalHeader().setVisible(False)

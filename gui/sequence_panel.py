@@ -29,7 +29,7 @@ from core import data as datasets
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from core.protocol import CompletionStep, DataKind, GenerativeModel
 from gui.jobs import PacedPuller
-from gui.style import COLORS
+from gui.style import COLORS, SteadyLabel, fixed_width
 
 MAX_CANDIDATES = len(COLORS)
 #: value rows of the distribution strip over [-1, 1]
@@ -98,6 +98,7 @@ class SequencePanel(QWidget):
         for w in (self.example, self.prefix):
             w.valueChanged.connect(self._on_prime_changed)
         self.prime.currentIndexChanged.connect(self._on_prime_changed)
+        self.candidates.valueChanged.connect(self._on_candidates)
         self._on_speed(self.speed.value())
         self._update_prime_widgets()
 
@@ -110,9 +111,13 @@ class SequencePanel(QWidget):
         self.plot.setLabel("left", "value")
         self.plot.setMenuEnabled(False)
         self.plot.setYRange(-1.05, 1.05, padding=0)
-        self.truth = self.plot.plot(pen=pg.mkPen(170, 170, 170, 150, width=1, style=Qt.PenStyle.DashLine))
-        self.curves = [self.plot.plot(pen=pg.mkPen(c, width=1.5)) for c in COLORS]
-        self.prefix_curve = self.plot.plot(pen=pg.mkPen("w", width=3))
+        self.plot.addLegend(offset=(10, 10), labelTextColor="w")
+        # the real sequence in a light, thick dash: visible on the black background
+        self.truth = self.plot.plot(pen=pg.mkPen(235, 235, 235, 230, width=2, style=Qt.PenStyle.DashLine),
+                                    name="real sequence (dashed)")
+        self.prefix_curve = self.plot.plot(pen=pg.mkPen("w", width=3), name="prime given to the model")
+        self.curves = [self.plot.plot(pen=pg.mkPen(c, width=1.5), name="candidates, one colour each" if i == 0
+                                      else None) for i, c in enumerate(COLORS)]
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(255, 255, 255, 80))
         self.plot.addItem(self.cursor)
         self.strip_plot = self.view.addPlot(row=0, col=1)
@@ -126,12 +131,25 @@ class SequencePanel(QWidget):
         self.strip = pg.ImageItem(axisOrder="row-major")
         self.strip.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
         self.strip_plot.addItem(self.strip)
+        self._set_strip_columns(4)  # one column per candidate, before the first sample too
         return self.view
+
+    def _set_strip_columns(self, columns: int) -> None:
+        """The strip's x axis: one column per candidate, numbered under the columns' centres."""
+        self._strip_columns = columns
+        self.strip_plot.getAxis("bottom").setTicks([[(i + 0.5, str(i + 1)) for i in range(columns)]])
+        self.strip_plot.setXRange(0, columns, padding=0)
+
+    @Slot()
+    def reset_view(self) -> None:
+        """The whole sequence and value range in view again."""
+        length = self.model.data_shape[0] if self.model is not None else 128
+        self.plot.setXRange(0, length - 1, padding=0.01)
+        self.plot.setYRange(-1.05, 1.05, padding=0)
 
     def _build_controls(self) -> QWidget:
         """The model line, prime, candidates, seed and speed, the buttons and the status line."""
-        self.model_label = QLabel("No model: train a WaveNet or load weights.", objectName="sequenceModel")
-        self.model_label.setWordWrap(True)
+        self.model_label = SteadyLabel("No model: train a WaveNet or load weights.", 2, objectName="sequenceModel")
         self.prime = QComboBox(objectName="sequencePrime")
         self.prime.addItem("nothing (sample from scratch)", "none")
         self.prime.addItem("a validation sequence", "valid")
@@ -148,11 +166,13 @@ class SequencePanel(QWidget):
         self.speed.setRange(1, FULL_SPEED)
         self.speed.setValue(7)
         self.speed.setToolTip("steps per second: 1, 2, 4 … 1024, or full speed")
-        self.speed_label = QLabel()
+        self.speed_label = fixed_width(QLabel(), "1024 steps/s")
         self.sample_btn = QPushButton("Sample", objectName="sequenceSample")
         self.stop_btn = QPushButton("Stop", objectName="sequenceStop")
-        self.status = QLabel("", objectName="sequenceStatus")
-        self.status.setWordWrap(True)
+        self.status = SteadyLabel("", 3, objectName="sequenceStatus")
+        self.reset_btn = QPushButton("Reset view", objectName="sequenceResetView",
+                                     toolTip="show the whole sequence and value range again")
+        self.reset_btn.clicked.connect(self.reset_view)
 
         form = QFormLayout()
         form.addRow("prime", self.prime)
@@ -167,6 +187,7 @@ class SequencePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.sample_btn)
         buttons.addWidget(self.stop_btn)
+        buttons.addWidget(self.reset_btn)
         side = QVBoxLayout()
         side.addWidget(self.model_label)
         side.addLayout(form)
@@ -175,7 +196,7 @@ class SequencePanel(QWidget):
         side.addStretch(1)
         side_w = QWidget()
         side_w.setLayout(side)
-        side_w.setMaximumWidth(300)
+        side_w.setFixedWidth(300)  # its texts never move or resize the plot
         return side_w
 
     # -- model -----------------------------------------------------------------------------------
@@ -216,7 +237,10 @@ class SequencePanel(QWidget):
         self._row_bins = self._row_scale = None
         self._x, self._p, self._t, self.drawn = None, None, -1, 0
         self.model_label.setText(f"{model.info.name}: {length} steps")
-        self.plot.setXRange(0, length - 1, padding=0.01)
+        # drags and zooms stay within the sequence and its value range
+        pad = max(1.0, 0.02 * length)
+        self.plot.setLimits(xMin=-pad, xMax=length - 1 + pad, yMin=-1.2, yMax=1.2, minXRange=2.0, minYRange=0.02)
+        self.reset_view()
         if self.valid is not None:
             self.example.setRange(0, len(self.valid) - 1)
         self.prefix.setRange(0, length - 1)
@@ -262,6 +286,11 @@ class SequencePanel(QWidget):
             self._x, self._p, self._t = None, None, -1
             self._prefix = self.prime_length()
             self._redraw()
+
+    @Slot(int)
+    def _on_candidates(self, m: int) -> None:
+        if not self.puller.running and self._p is None:  # the strip's columns follow, before a sample
+            self._set_strip_columns(m)
 
     # -- animation -------------------------------------------------------------------------------
     @property
@@ -394,10 +423,8 @@ class SequencePanel(QWidget):
             img = self._strip_image(self._p)
             self.strip.setImage(img, levels=(0.0, 1.0), autoLevels=False)
             self.strip.setRect(QRectF(0.0, -1.0, float(img.shape[1]), 2.0))
-            if img.shape[1] != self._strip_columns:  # candidate numbers under the columns' centres
-                self._strip_columns = img.shape[1]
-                self.strip_plot.getAxis("bottom").setTicks([[(i + 0.5, str(i + 1)) for i in range(img.shape[1])]])
-                self.strip_plot.setXRange(0, img.shape[1], padding=0)
+            if img.shape[1] != self._strip_columns:
+                self._set_strip_columns(img.shape[1])
             self.strip.show()
         else:
             self.strip.hide()

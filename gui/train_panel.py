@@ -15,13 +15,14 @@ from core.policy import TrainingPolicy
 from core.protocol import Likelihood
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
 from gui.lr_curve import LRCurve
+from gui.style import SteadyLabel
 
 #: steps of the schedule drawn before a run says how long it is
 PREVIEW_STEPS = 1000
 
 
 class _FitScroll(QScrollArea):
-    """Scrolls its widget up and down only when the dock is too short for it (a model with many
+    """Scrolls its widget up and down only when the panel is too short for it (a model with many
     hyperparameters must not make the window taller than a screen); otherwise as tall as it."""
 
     def __init__(self, widget: QWidget):
@@ -103,8 +104,7 @@ class TrainPanel(QWidget):
         self.step_btn.setToolTip("One step while paused (Ctrl+.)")
         self.stop_btn.setToolTip("Stop at the next step (Ctrl+Shift+X)")
         self.progress = QProgressBar(objectName="trainProgress")
-        self.progress.setFormat("%p%  (%v / %m steps)")
-        self.progress.setValue(0)
+        self.progress_note("no run yet")
 
         run_row = QHBoxLayout()
         for b in (self.train_btn, self.pause_btn, self.step_btn, self.stop_btn):
@@ -120,11 +120,12 @@ class TrainPanel(QWidget):
             forms_layout.addWidget(box)
         self.forms_scroll = _FitScroll(forms)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.forms_scroll)
+        # the forms take the room left: the run buttons stay at the bottom whatever the model's
+        # number of hyperparameters
+        layout.addWidget(self.forms_scroll, 1)
         layout.addLayout(run_row)
         layout.addWidget(self.progress)
         layout.addLayout(file_row)
-        layout.addStretch(1)
         self.set_state("idle")
 
     def _policy_box(self) -> QGroupBox:
@@ -138,7 +139,7 @@ class TrainPanel(QWidget):
         self.patience = QSpinBox(objectName="patience", minimum=0, maximum=10_000, specialValueText="off")
         self.patience.setToolTip("stop after this many held-out evaluations (every 200 steps) "
                                  "without a better NLL")
-        self.lr_label = QLabel(objectName="lrLabel")
+        self.lr_label = SteadyLabel("", 1, objectName="lrLabel")  # its text changes every frame: no relayout
         self.lr_curve = LRCurve()
         box = QGroupBox("Schedule and early stopping")
         form = QFormLayout(box)
@@ -257,6 +258,18 @@ class TrainPanel(QWidget):
             self.live_changed.emit(name, editor_value(w))
 
     # -- state -----------------------------------------------------------------------------------
+    def progress_note(self, text: str) -> None:
+        """No run to count: the bar says ``text`` rather than a count left from another run."""
+        self.progress.setFormat(text)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+
+    def start_progress(self, start: int, total: int) -> None:
+        """A run from step ``start`` to ``total``."""
+        self.progress.setFormat("%p%  (%v / %m steps)")
+        self.progress.setRange(0, total)
+        self.progress.setValue(start)
+
     def set_state(self, state: str) -> None:
         """``idle``, ``running`` or ``paused``: what can be pressed and edited."""
         busy = state != "idle"

@@ -9,15 +9,41 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QSplitter, QVBoxLayout, QWidget
 
 from core.control import Frame
 from core.training import EVALUATED
 from core.viz import image_grid
+from gui.style import SteadyLabel
 
 #: sequence samples drawn as curves, and the vertical distance between two of them
 CURVES = 8
 CURVE_GAP = 2.4
+#: image samples shown at most (fewer, bigger tiles; the grid's shape fits the panel)
+SHOWN_SAMPLES = 16
+#: the first share of a run's steps left out of the loss axis's range (the first moments' drop
+#: would squash the rest; the log scale shows it)
+EARLY_SHARE = 0.05
+
+
+def fitted_grid(n: int, image_shape: tuple[int, int], panel: tuple[int, int], classes: int | None = None,
+                most: int = SHOWN_SAMPLES) -> tuple[int, int]:
+    """(samples shown, columns) of a grid of ``n`` image samples that fills a ``panel`` (width,
+    height) with the biggest tiles: at most ``most`` samples (one row a class, ``classes``
+    columns, for a class-conditional model's samples)."""
+    h, w = image_shape
+    pw, ph = max(panel[0], 1), max(panel[1], 1)
+    if classes:
+        tile = pw / (classes * (w + 1))
+        rows = max(1, min(n // classes or 1, int(ph // max(tile * (h + 1), 1e-9))))
+        return min(n, rows * classes), classes
+    k = min(n, most)
+    best = (0.0, 1)
+    for cols in range(1, k + 1):
+        rows = -(-k // cols)
+        best = max(best, (min(pw / (cols * (w + 1)), ph / (rows * (h + 1))), -cols))
+    cols = -best[1]
+    return min(n, cols * (-(-k // cols))), cols
 
 
 def class_columns(labels: np.ndarray | None) -> int | None:
@@ -83,6 +109,7 @@ class TrainingView(QWidget):
         self.plot.disableAutoRange()
         self._xr = self._yr = None
         self.total_steps: int | None = None
+        self.subject = ""  # the model the curves and samples are of, named in the caption
         self.samples_widget = pg.GraphicsLayoutWidget()
         self.samples_widget.setObjectName("samplesView")
         self.samples_vb = self.samples_widget.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
@@ -96,8 +123,14 @@ class TrainingView(QWidget):
         self.curves_widget.hide()
         self.curves_item = self.curves_widget.plot(pen=pg.mkPen("#4c9be8", width=1), connect="finite")
         self.curves: tuple[np.ndarray, np.ndarray] | None = None
-        self.caption = QLabel("Pick a model and press Train.", objectName="samplesCaption")
+        self.caption = SteadyLabel("Pick a model and press Train.", 1, objectName="samplesCaption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._samples: tuple | None = None  # (samples, image shape, labels, caption) shown as a grid
+        self._grid_panel: tuple[int, int] | None = None
+        self.log_check = QCheckBox("log scale", objectName="lossLogScale",
+                                   toolTip="loss axis in log scale: the first steps' drop and the slow "
+                                           "progress after it on one axis (positive losses only)")
+        self.log_check.toggled.connect(self._on_log)
 
         right = QWidget()
         rl = QVBoxLayout(right)
@@ -105,8 +138,13 @@ class TrainingView(QWidget):
         rl.addWidget(self.samples_widget, 1)
         rl.addWidget(self.curves_widget, 1)
         rl.addWidget(self.caption)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.plot, 1)
+        ll.addWidget(self.log_check)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.plot)
+        split.addWidget(left)
         split.addWidget(right)
         split.setSizes([600, 400])
         layout = QVBoxLayout(self)
@@ -134,21 +172,41 @@ class TrainingView(QWidget):
         self._xr = self._yr = None
         self._dirty_curves = True
 
+    @Slot(bool)
+    def _on_log(self, on: bool) -> None:
+        self.plot.setLogMode(y=on)
+        self._yr = None
+        self._dirty_curves = True
+
+    def clear_samples(self, caption: str) -> None:
+        """No samples (of another model) on show: an empty panel and ``caption``."""
+        self._samples = self.image = self.curves = None
+        self.samples_item.clear()
+        self.curves_item.setData([], [])
+        self.caption.setText(caption)
+        self._dirty_image = False
+
     def _fit_ranges(self) -> None:
+        """Axes fitted to the data (not to the whole run), with slack so that they change a few
+        times per run: x from 0 to 50 % past the last step; y over the curves after their first
+        steps (``EARLY_SHARE``), in log10 in log scale."""
         if self.loss.n == 0:
             return
-        x1 = max(float(self.loss.x[-1]), float(self.total_steps or 0), 10.0)
-        y = self.loss.y[-min(self.loss.n, 5000):]
-        if self.valid.n:
-            y = np.concatenate([y, self.valid.y])
-        for series in self.gan.values():
-            if series.n:
-                y = np.concatenate([y, series.y[-min(series.n, 5000):]])
-        lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
-        span = max(hi - lo, 1e-6)
+        x1 = max(float(self.loss.x[-1]), 10.0)
         if self._xr is None or x1 > self._xr[1]:
-            self._xr = (0.0, x1 * (1.0 if self.total_steps and x1 <= self.total_steps else 1.25))
+            self._xr = (0.0, x1 * 1.5)
             self.plot.setXRange(*self._xr, padding=0)
+        start = EARLY_SHARE * x1
+        parts = [(self.loss.x[-5000:], self.loss.y[-5000:]), (self.valid.x, self.valid.y)]
+        parts += [(s.x[-5000:], s.y[-5000:]) for s in self.gan.values()]
+        y = np.concatenate([py[px >= start] for px, py in parts] + [self.loss.y[-1:]])
+        y = y[np.isfinite(y)]
+        if self.log_check.isChecked():
+            y = np.log10(y[y > 0])
+        if len(y) == 0:
+            return
+        lo, hi = float(y.min()), float(y.max())
+        span = max(hi - lo, 1e-6)
         yr = self._yr
         if yr is None or lo < yr[0] or hi > yr[1] or (yr[1] - yr[0]) > 3 * span:
             self._yr = (lo - 0.1 * span, hi + 0.1 * span)
@@ -166,12 +224,14 @@ class TrainingView(QWidget):
         samples = frame.arrays.samples
         if samples is not None and s.image_shape is not None:
             labels = frame.arrays.sample_labels
-            self.image, self.curves = image_grid(samples, s.image_shape, ncols=class_columns(labels)), None
-            self.caption.setText(f"{len(samples)} samples at step {s.step}"
-                                 + (" (one class per column)" if labels is not None else ""))
-            self._dirty_image = True
+            self.show_samples(samples, s.image_shape, f"samples{self._of()} at step {s.step}"
+                              + (" (one class per column)" if labels is not None else ""), labels)
         elif samples is not None and s.bounds is None and samples.ndim == 2:
-            self.show_curves(samples, f"{min(len(samples), CURVES)} of {len(samples)} samples at step {s.step}")
+            self.show_curves(samples, f"{min(len(samples), CURVES)} of {len(samples)} samples{self._of()} "
+                                      f"at step {s.step}")
+
+    def _of(self) -> str:
+        return f" of {self.subject}" if self.subject else ""
 
     def _push_gan_losses(self, s) -> None:
         """A GAN's discriminator and generator losses at this frame's step (one point a frame)."""
@@ -185,10 +245,23 @@ class TrainingView(QWidget):
 
     def show_samples(self, samples: np.ndarray, image_shape: tuple[int, int], caption: str,
                      labels: np.ndarray | None = None) -> None:
-        """Show image samples; ``labels`` (a class-conditional model's classes 0, 1, ..., C-1 in
-        turn) make the grid C tiles wide: one class per column."""
-        self.image, self.curves = image_grid(samples, image_shape, ncols=class_columns(labels)), None
-        self.caption.setText(caption)
+        """Show image samples (``caption`` follows their number); ``labels`` (a class-conditional model's classes 0, 1, ..., C-1 in
+        turn) make the grid C tiles wide: one class per column. The grid fits the panel: a
+        few big tiles rather than many tiny ones."""
+        self._samples = (samples, tuple(image_shape), labels, caption)
+        self._grid_panel = None
+        self._grid_samples()
+
+    def _grid_samples(self) -> None:
+        """The grid of the samples in hand, shaped for the samples panel's size as it is now."""
+        samples, image_shape, labels, caption = self._samples
+        size = self.samples_widget.size() if self.samples_widget.isVisible() else self.size()
+        panel = (size.width(), size.height())
+        shown, cols = fitted_grid(len(samples), image_shape, panel, class_columns(labels))
+        self.image, self.curves = image_grid(samples[:shown], image_shape, ncols=cols), None
+        self._grid_panel = panel
+        count = f"{shown} of {len(samples)}" if shown < len(samples) else f"{shown}"
+        self.caption.setText(f"{count} {caption}")
         self._dirty_image = True
 
     def show_curves(self, samples: np.ndarray, caption: str) -> None:
@@ -199,11 +272,15 @@ class TrainingView(QWidget):
         y[:, :t] = np.clip(np.nan_to_num(samples[:k]), -1.5, 1.5) - CURVE_GAP * np.arange(k)[:, None]
         x = np.tile(np.append(np.arange(t, dtype=np.float64), np.nan), k)
         self.curves, self.image = (np.ascontiguousarray(x), np.ascontiguousarray(y.ravel())), None
+        self._samples = None
         self.caption.setText(caption)
         self._dirty_image = True
 
     @Slot()
     def _repaint(self) -> None:
+        if self._samples is not None and self.samples_widget.isVisible() and self._grid_panel != (
+                self.samples_widget.width(), self.samples_widget.height()):
+            self._grid_samples()  # the panel was resized: the grid follows
         if self._dirty_curves:
             self.loss_curve.setData(self.loss.x, self.loss.y)
             self.valid_curve.setData(self.valid.x, self.valid.y)

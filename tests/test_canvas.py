@@ -448,7 +448,7 @@ def test_canvas_tab_in_the_window_takes_the_training_model_and_hands_back_checkp
     monkeypatch.setattr(window, "load", lambda path: loaded.append(path))
     qtbot.mouseClick(c.finetune_btn, Qt.MouseButton.LeftButton)
     assert loaded == [str(weights / "made.safetensors")]
-    assert window.tabs.currentWidget() is window.training_view
+    assert window.tabs.currentWidget() is window.training_page
     c.brush_spin.setValue(2)
     c.n_spin.setValue(9)
     window.save_settings()

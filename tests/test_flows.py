@@ -202,18 +202,21 @@ def test_warp_view(key):
     v = model.visuals(16, generator=torch.Generator().manual_seed(0), bounds=((-4, 4), (-4, 4)), res=32)
     assert set(v.as_dict()) == {"samples", "density", "warp"}
     w = v.warp
-    assert w.shape == (22, 50, 2) and w.dtype == np.float32 and w.flags.c_contiguous and np.isfinite(w).all()
+    from core.models.realnvp import WARP_EXTENT as E, WARP_LINES as L, WARP_POINTS as P
+
+    assert (L, P, E) == (7, 120, 2.0)  # a few smooth lines over the base space's bulk
+    assert w.shape == (2 * L, P, 2) and w.dtype == np.float32 and w.flags.c_contiguous and np.isfinite(w).all()
     # an untrained flow is the identity: the warp is the base grid itself
-    levels = np.linspace(-3, 3, 11, dtype=np.float32)
-    np.testing.assert_allclose(w[:11, 0, 1], levels, atol=1e-6)  # horizontal lines: constant z2
-    np.testing.assert_allclose(w[11:, 0, 0], levels, atol=1e-6)  # vertical lines: constant z1
-    np.testing.assert_allclose(w[0, :, 0], np.linspace(-3, 3, 50), atol=1e-6)
+    levels = np.linspace(-E, E, L, dtype=np.float32)
+    np.testing.assert_allclose(w[:L, 0, 1], levels, atol=1e-6)  # horizontal lines: constant z2
+    np.testing.assert_allclose(w[L:, 0, 0], levels, atol=1e-6)  # vertical lines: constant z1
+    np.testing.assert_allclose(w[0, :, 0], np.linspace(-E, E, P), atol=1e-6)
     # a trained-looking flow bends it, and the lines are the inverse map of the base grid
     _randomise(model, scale=0.3)
     w2 = model.visuals(4).warp
     assert np.isfinite(w2).all() and not np.allclose(w2, w, atol=1e-2)
     z, _ = model.forward_flow(torch.from_numpy(w2.reshape(-1, 2)))
-    np.testing.assert_allclose(z.detach().numpy().reshape(22, 50, 2), w, atol=1e-4)
+    np.testing.assert_allclose(z.detach().numpy().reshape(2 * L, P, 2), w, atol=1e-4)
 
 
 def test_rnade_visuals():

@@ -182,7 +182,7 @@ def test_a_payload_taken_between_steps_writes_a_consistent_checkpoint(tmp_path, 
 def test_the_window_reads_a_training_model_only_through_its_trainer(qtbot, window, tmp_path, monkeypatch):
     from PySide6.QtCore import Qt
 
-    import gui.canvas as canvas_mod
+    from core.readouts import TRAINING_KEY
 
     window.picker.select("fvsbn")
     window.panel.data_combo.setCurrentIndex(window.panel.data_combo.findData("bars"))
@@ -200,8 +200,8 @@ def test_the_window_reads_a_training_model_only_through_its_trainer(qtbot, windo
     monkeypatch.setattr(readouts_mod, "clone_model", lambda model: pytest.fail("copied outside the trainer"))
     window.canvas.training_model = window.canvas_model
     window.canvas.refresh_training_model()
-    qtbot.waitUntil(lambda: any(e.key == canvas_mod.TRAINING_KEY for e in window.canvas.entries), timeout=10000)
-    entry = next(e for e in window.canvas.entries if e.key == canvas_mod.TRAINING_KEY)
+    qtbot.waitUntil(lambda: any(e.key == TRAINING_KEY for e in window.canvas.entries), timeout=10000)
+    entry = next(e for e in window.canvas.entries if e.key == TRAINING_KEY)
     assert entry.model is not window.model and not entry.model.training
     window.session.pause()  # paused or not, the trainer copies
     path = tmp_path / "live.safetensors"

@@ -41,13 +41,6 @@ def run_to_end(qtbot, p, timeout=60000):
     return session
 
 
-def test_docks_belong_to_the_training_tab(window):
-    window.tabs.setCurrentWidget(window.playground)
-    assert not any(d.isVisible() for d in window.training_docks)
-    window.tabs.setCurrentWidget(window.training_view)
-    assert all(d.isVisible() for d in window.training_docks)
-
-
 def test_models_offered_follow_the_data_dimension(pg_tab):
     choose_set(pg_tab, "8gaussians")
     two_d = listed(pg_tab)

@@ -189,4 +189,4 @@ def test_sequences_tab_in_the_window_uses_the_shipped_wavenet(qtbot, window):
     window.tabs.setCurrentWidget(window.sequences)
     qtbot.waitUntil(lambda: window.sequences.model is not None, timeout=5000)
     assert window.sequences.model.info.key == "wavenet"
-    assert not any(d.isVisible() for d in window.training_docks)  # the tab has its own controls
+    assert not window.picker.isVisible() and not window.panel.isVisible()  # the tab has its own controls

@@ -32,8 +32,13 @@ LOG_2PI = math.log(2 * math.pi)
 # --------------------------------------------------------------------------------------------
 
 
-def warp_lines(inverse: Callable[[torch.Tensor], torch.Tensor], lines: int = 11, points: int = 50,
-               extent: float = 3.0, device: torch.device | str = "cpu") -> np.ndarray:
+#: the warp view: a few lines over the base space's bulk (within 2 sd: the tails' lines tangle),
+#: each with enough points to be smooth
+WARP_LINES, WARP_POINTS, WARP_EXTENT = 7, 120, 2.0
+
+
+def warp_lines(inverse: Callable[[torch.Tensor], torch.Tensor], lines: int = WARP_LINES, points: int = WARP_POINTS,
+               extent: float = WARP_EXTENT, device: torch.device | str = "cpu") -> np.ndarray:
     """A regular grid in the 2D base space, ``lines`` horizontal and ``lines`` vertical lines of
     ``points`` points each over ``[-extent, extent]``, mapped to data space by ``inverse``.
 
@@ -117,8 +122,8 @@ class CouplingFlow(GenerativeModel):
 
     @torch.no_grad()
     def visuals(self, n=64, generator=None, bounds=None, res=96):
-        """Adds ``"warp"``: a grid of base-space lines (11 + 11 of 50 points over [-3, 3]) mapped
-        into data space, shape (22, 50, 2), to show how the flow bends space."""
+        """Adds ``"warp"``: a grid of base-space lines (7 + 7 of 120 points over [-2, 2]) mapped
+        into data space, shape (14, 120, 2), to show how the flow bends space."""
         out = super().visuals(n, generator, bounds, res)
         if self.dim == 2:
             out.warp = warp_lines(self.inverse_flow, device=self.device)
