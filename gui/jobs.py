@@ -181,8 +181,10 @@ class ProgressRelay(QObject):
             self._show(done, total)
 
     def close(self) -> None:
-        self._show = None
-        self.deleteLater()
+        """Show nothing more (a report still queued is dropped); safe to call twice."""
+        if self._show is not None:
+            self._show = None
+            self.deleteLater()
 
 
 class PacedPuller(QObject):

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QFileDialog
 from core.checkpoint import checkpoint_payload, load_checkpoint, write_checkpoint
 from core.evaluation import evaluate
 from core.protocol import DataKind, GenerativeModel
+from gui.jobs import ProgressRelay
 
 
 class ModelActions:
@@ -110,13 +111,38 @@ class ModelActions:
 
     @Slot()
     def evaluate(self) -> asyncio.Task | None:
-        if self.model is None or self.dataset is None or (self.session is not None and self.session.running):
+        """Score the held-out examples off the GUI thread, with progress under the curves and the
+        result marked on them. While a run is active (paused or not) a copy the trainer makes
+        between two steps is scored (at once while paused), and training goes on meanwhile."""
+        if self.model is None or self.dataset is None:
             self.statusBar().showMessage("train or load a model, with its data set, first", 4000)
             return None
+        if self._evaluating is not None and not self._evaluating.done():
+            self.statusBar().showMessage("already evaluating: see the Training tab", 4000)
+            return None
+        trainer = self.session.trainer if self.session is not None else None
+        if trainer is not None and self.session.running and trainer.model is self.model:
+            model: Future = trainer.request_copy()
+        else:
+            model = Future()
+            model.set_result(self.model)
+        step, valid = self.model_step, self.dataset.valid
         labels = self.dataset.valid_labels if self.model.info.conditional else None  # p(x | y)
-        return self.jobs.run(functools.partial(evaluate, self.model, self.dataset.valid, labels=labels),
-                             done=self._show_evaluation, title="Could not evaluate")
+        view = self.training_view
+        relay = ProgressRelay(self, view.evaluation_progress)
+        view.evaluation_progress(0, len(valid))
+        batch = max(1, min(1000, len(valid) // 40))  # about 40 moves of the bar
+        score = lambda m: self.jobs.run(  # noqa: E731
+            functools.partial(evaluate, m, valid, batch, labels=labels, progress=relay.report),
+            done=lambda nll: (relay.close(), self._show_evaluation(nll, step)), failed=view.evaluation_failed,
+            title="Could not evaluate")
+        self._evaluating = self.jobs.run(model, done=score, failed=view.evaluation_failed, title="Could not evaluate")
+        self._evaluating.add_done_callback(lambda _task: relay.close())
+        return self._evaluating
 
-    def _show_evaluation(self, nll) -> None:
+    _evaluating: asyncio.Task | None = None
+
+    def _show_evaluation(self, nll, step: int | None = None) -> None:
+        self.training_view.show_evaluation(step, nll)
         self.statusBar().showMessage(f"held-out NLL {nll.nats:.2f} nats ({nll.bits_per_dim:.4f} bits/dim) on "
                                      f"{nll.n} examples", 15000)

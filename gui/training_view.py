@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
 from core.control import Frame
 from core.training import EVALUATED
@@ -96,6 +96,18 @@ class TrainingView(QWidget):
         self.curves_widget.hide()
         self.curves_item = self.curves_widget.plot(pen=pg.mkPen("#4c9be8", width=1), connect="finite")
         self.curves: tuple[np.ndarray, np.ndarray] | None = None
+        # Run > Evaluate: its progress under the curves, its result marked on them (step, nats)
+        self.eval_marker = pg.ScatterPlotItem(size=11, symbol="star", pen=pg.mkPen("#ffffff"),
+                                              brush=pg.mkBrush("#f28e2b"), name="evaluated (Run > Evaluate)")
+        self.eval_text = pg.TextItem(color="#f28e2b", anchor=(0, 1))
+        self.eval_label = QLabel("held-out NLL: Run > Evaluate (Ctrl+E) scores the model", objectName="evalLabel")
+        self.eval_label.setToolTip("the mean negative log-likelihood of the held-out examples, in nats per "
+                                   "example (lower is better); marked on the curves at the step evaluated")
+        self.eval_bar = QProgressBar(objectName="evalProgress")
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(0)
+        self.eval_bar.setMaximumWidth(220)
+        self.eval_point: tuple[float, float] | None = None
         self.caption = QLabel("Pick a model and press Train.", objectName="samplesCaption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
@@ -105,8 +117,16 @@ class TrainingView(QWidget):
         rl.addWidget(self.samples_widget, 1)
         rl.addWidget(self.curves_widget, 1)
         rl.addWidget(self.caption)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.plot, 1)
+        eval_row = QHBoxLayout()
+        eval_row.addWidget(self.eval_label, 1)
+        eval_row.addWidget(self.eval_bar)
+        ll.addLayout(eval_row)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.plot)
+        split.addWidget(left)
         split.addWidget(right)
         split.setSizes([600, 400])
         layout = QVBoxLayout(self)
@@ -124,7 +144,43 @@ class TrainingView(QWidget):
         self._timer.timeout.connect(self._repaint)
         self._timer.start()
 
+    def evaluation_progress(self, done: int, total: int) -> None:
+        """Run > Evaluate at work: ``done`` of ``total`` held-out examples scored."""
+        self.eval_bar.setRange(0, max(1, total))
+        self.eval_bar.setValue(min(done, max(1, total)))
+        self.eval_label.setText(f"evaluating… {done} of {total} held-out examples")
+
+    def show_evaluation(self, step: int | None, nll) -> None:
+        """Run > Evaluate's result (a :class:`core.evaluation.NLL`): a star on the curves at
+        ``step`` (0 when unknown) with its value, and the line under them."""
+        x = float(step or 0)
+        kind = "bound" if nll.is_bound else "NLL"
+        self.eval_marker.setData([x], [nll.nats])
+        self.eval_text.setText(f"held-out {kind} {nll.nats:.2f}")
+        self.eval_text.setPos(x, nll.nats)
+        for item in (self.eval_marker, self.eval_text):
+            if item.scene() is None:
+                self.plot.addItem(item)
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(1)
+        self.eval_label.setText(f"held-out {kind}: {nll.nats:.2f} nats ({nll.bits_per_dim:.4f} bits/dim) on "
+                                f"{nll.n} examples at step {step if step is not None else '?'}")
+        self.eval_point = (x, float(nll.nats))
+        self._fit_ranges()
+
+    def evaluation_failed(self, message: str) -> None:
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(0)
+        self.eval_label.setText(f"not evaluated: {message}")
+
     def reset(self) -> None:
+        self.eval_point = None
+        for item in (self.eval_marker, self.eval_text):
+            if item.scene() is not None:
+                self.plot.removeItem(item)
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(0)
+        self.eval_label.setText("held-out NLL: Run > Evaluate (Ctrl+E) scores the model")
         self.loss.clear()
         self.valid.clear()
         for key, series in self.gan.items():
@@ -135,10 +191,15 @@ class TrainingView(QWidget):
         self._dirty_curves = True
 
     def _fit_ranges(self) -> None:
-        if self.loss.n == 0:
+        """Ranges with slack over the curves and the evaluated point."""
+        extra = self.eval_point
+        if self.loss.n == 0 and extra is None:
             return
-        x1 = max(float(self.loss.x[-1]), float(self.total_steps or 0), 10.0)
+        x1 = max(float(self.loss.x[-1]) if self.loss.n else 0.0, float(self.total_steps or 0), 10.0,
+                 float(extra[0]) if extra else 0.0)
         y = self.loss.y[-min(self.loss.n, 5000):]
+        if extra is not None:
+            y = np.append(y, extra[1])
         if self.valid.n:
             y = np.concatenate([y, self.valid.y])
         for series in self.gan.values():

@@ -299,3 +299,34 @@ def test_download_binarized_mnist_with_progress_then_train(qtbot, window, mnist_
     assert np.array_equal(window.dataset.valid, mnist_fixture.valid)
     assert session.last_frame.snapshot.event == "finished"
     assert session.last_frame.snapshot.step == session.trainer.total_steps == 2  # 0.2 x 640 / 64
+
+
+def test_evaluate_while_paused_shows_progress_and_marks_the_curve(qtbot, window):
+    """Run > Evaluate works on a paused run (a copy made between two steps), moves a progress
+    bar under the curves, and marks its result on them at the step evaluated; then on a stopped run."""
+    session = start_training(qtbot, window, epochs=30)
+    window.toggle_pause()
+    qtbot.waitUntil(lambda: current_step(window) == session.trainer.step, timeout=5000)
+    bar = window.training_view.eval_bar
+    seen: list[int] = []
+    bar.valueChanged.connect(seen.append)
+    task = window.evaluate()
+    assert task is not None, window.statusBar().currentMessage()
+    qtbot.waitUntil(task.done, timeout=20000)
+    assert task.exception() is None
+    n = len(window.dataset.valid)
+    assert any(0 < v < n for v in seen), seen  # it moved on the way
+    assert session.running and session.paused, "training waits, paused, for the user"
+    xs, ys = window.training_view.eval_marker.getData()
+    assert list(xs) == [float(window.model_step)]
+    with torch.no_grad():
+        copy = session.trainer.request_copy().result(5)
+        expected = -float(copy.log_prob(torch.from_numpy(window.dataset.valid).float()).mean())
+    assert ys[0] == pytest.approx(expected, rel=1e-4)
+    assert window.training_view.eval_marker.scene() is window.training_view.plot.scene()
+    assert f"on {n} examples at step {window.model_step}" in window.training_view.eval_label.text()
+    with qtbot.waitSignal(session.finished, timeout=5000):
+        window.stop()
+    task = window.evaluate()
+    qtbot.waitUntil(task.done, timeout=20000)
+    assert list(window.training_view.eval_marker.getData()[0]) == [float(window.model_step)]
