@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QFileDialog
 from core.checkpoint import checkpoint_payload, load_checkpoint, write_checkpoint
 from core.evaluation import evaluate
 from core.protocol import DataKind, GenerativeModel
+from core.training import clone_model
 from gui.jobs import ProgressRelay
 
 
@@ -122,21 +123,22 @@ class ModelActions:
             return None
         trainer = self.session.trainer if self.session is not None else None
         if trainer is not None and self.session.running and trainer.model is self.model:
-            model: Future = trainer.request_copy()
+            # a copy and its step, between two steps
+            got: Future = trainer.between_steps(lambda: (clone_model(trainer.model), trainer.step))
         else:
-            model = Future()
-            model.set_result(self.model)
-        step, valid = self.model_step, self.dataset.valid
+            got = Future()
+            got.set_result((self.model, self.model_step))
+        valid = self.dataset.valid
         labels = self.dataset.valid_labels if self.model.info.conditional else None  # p(x | y)
         view = self.training_view
         relay = ProgressRelay(self, view.evaluation_progress)
         view.evaluation_progress(0, len(valid))
         batch = max(1, min(1000, len(valid) // 40))  # about 40 moves of the bar
-        score = lambda m: self.jobs.run(  # noqa: E731
-            functools.partial(evaluate, m, valid, batch, labels=labels, progress=relay.report),
-            done=lambda nll: (relay.close(), self._show_evaluation(nll, step)), failed=view.evaluation_failed,
+        score = lambda model_step: self.jobs.run(  # noqa: E731
+            functools.partial(evaluate, model_step[0], valid, batch, labels=labels, progress=relay.report),
+            done=lambda nll: (relay.close(), self._show_evaluation(nll, model_step[1])), failed=view.evaluation_failed,
             title="Could not evaluate")
-        self._evaluating = self.jobs.run(model, done=score, failed=view.evaluation_failed, title="Could not evaluate")
+        self._evaluating = self.jobs.run(got, done=score, failed=view.evaluation_failed, title="Could not evaluate")
         self._evaluating.add_done_callback(lambda _task: relay.close())
         return self._evaluating
 

@@ -306,7 +306,7 @@ def test_evaluate_while_paused_shows_progress_and_marks_the_curve(qtbot, window)
     bar under the curves, and marks its result on them at the step evaluated; then on a stopped run."""
     session = start_training(qtbot, window, epochs=30)
     window.toggle_pause()
-    qtbot.waitUntil(lambda: current_step(window) == session.trainer.step, timeout=5000)
+    qtbot.waitUntil(steady(lambda: (current_step(window), session.trainer.step)), timeout=10000)
     bar = window.training_view.eval_bar
     seen: list[int] = []
     bar.valueChanged.connect(seen.append)
