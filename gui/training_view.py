@@ -96,18 +96,6 @@ class TrainingView(QWidget):
         self.curves_widget.hide()
         self.curves_item = self.curves_widget.plot(pen=pg.mkPen("#4c9be8", width=1), connect="finite")
         self.curves: tuple[np.ndarray, np.ndarray] | None = None
-        # Run > Evaluate: its progress under the curves, its result marked on them (step, nats)
-        self.eval_marker = pg.ScatterPlotItem(size=11, symbol="star", pen=pg.mkPen("#ffffff"),
-                                              brush=pg.mkBrush("#f28e2b"), name="evaluated (Run > Evaluate)")
-        self.eval_text = pg.TextItem(color="#f28e2b", anchor=(0, 1))
-        self.eval_label = QLabel("held-out NLL: Run > Evaluate (Ctrl+E) scores the model", objectName="evalLabel")
-        self.eval_label.setToolTip("the mean negative log-likelihood of the held-out examples, in nats per "
-                                   "example (lower is better); marked on the curves at the step evaluated")
-        self.eval_bar = QProgressBar(objectName="evalProgress")
-        self.eval_bar.setRange(0, 1)
-        self.eval_bar.setValue(0)
-        self.eval_bar.setMaximumWidth(220)
-        self.eval_point: tuple[float, float] | None = None
         self.caption = QLabel("Pick a model and press Train.", objectName="samplesCaption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
@@ -121,10 +109,7 @@ class TrainingView(QWidget):
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(self.plot, 1)
-        eval_row = QHBoxLayout()
-        eval_row.addWidget(self.eval_label, 1)
-        eval_row.addWidget(self.eval_bar)
-        ll.addLayout(eval_row)
+        ll.addLayout(self._evaluation_row())
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
@@ -143,6 +128,25 @@ class TrainingView(QWidget):
         self._timer.setInterval(int(1000 / fps))
         self._timer.timeout.connect(self._repaint)
         self._timer.start()
+
+    def _evaluation_row(self) -> QHBoxLayout:
+        """Run > Evaluate: its progress under the curves (a line and a bar, always there, so nothing
+        moves), its result marked on them (a star at the step evaluated, with its value)."""
+        self.eval_marker = pg.ScatterPlotItem(size=11, symbol="star", pen=pg.mkPen("#ffffff"),
+                                              brush=pg.mkBrush("#f28e2b"), name="evaluated (Run > Evaluate)")
+        self.eval_text = pg.TextItem(color="#f28e2b", anchor=(0, 1))
+        self.eval_label = QLabel("held-out NLL: Run > Evaluate (Ctrl+E) scores the model", objectName="evalLabel")
+        self.eval_label.setToolTip("the mean negative log-likelihood of the held-out examples, in nats per "
+                                   "example (lower is better); marked on the curves at the step evaluated")
+        self.eval_bar = QProgressBar(objectName="evalProgress")
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(0)
+        self.eval_bar.setMaximumWidth(220)
+        self.eval_point: tuple[float, float] | None = None
+        row = QHBoxLayout()
+        row.addWidget(self.eval_label, 1)
+        row.addWidget(self.eval_bar)
+        return row
 
     def evaluation_progress(self, done: int, total: int) -> None:
         """Run > Evaluate at work: ``done`` of ``total`` held-out examples scored."""
