@@ -4,6 +4,7 @@ bad inputs, settings, closing mid-training."""
 from __future__ import annotations
 
 import hashlib
+import re
 import pickle
 import time
 from pathlib import Path
@@ -330,3 +331,35 @@ def test_evaluate_while_paused_shows_progress_and_marks_the_curve(qtbot, window)
     task = window.evaluate()
     qtbot.waitUntil(task.done, timeout=20000)
     assert list(window.training_view.eval_marker.getData()[0]) == [float(window.model_step)]
+
+
+def test_training_shows_steps_per_second_and_time_left(qtbot, window):
+    """The progress bar says how fast the run goes and about how long is left, says "paused"
+    while paused (without counting the pause as slowness), and rests plain once the run ends."""
+    session = start_training(qtbot, window, epochs=200)
+    bar = window.panel.progress
+    qtbot.waitUntil(lambda: "left" in bar.format(), timeout=15000)
+    rate = window.step_rate.rate
+    assert re.search(r"[\d.]+ steps/s, about \d+ (s|min \d\d s|h \d\d min) left", bar.format()), bar.format()
+    left = window.step_rate.seconds_left(bar.maximum())
+    assert left == pytest.approx((bar.maximum() - window.step_rate._points[-1][1]) / rate)
+    window.toggle_pause()
+    assert "paused" in bar.format()
+    with qtbot.waitSignal(session.finished, timeout=5000):
+        window.stop()
+    assert "left" not in bar.format() and "paused" not in bar.format()
+
+
+def test_fast_preset_and_defaults_fill_the_hyperparameters(qtbot, window):
+    from core.presets import FAST_EPOCHS, fast_preset
+
+    window.picker.select("pixelcnn")
+    panel = window.panel
+    assert panel.fast_btn.isEnabled()
+    qtbot.mouseClick(panel.fast_btn, Qt.MouseButton.LeftButton)
+    assert panel.hparams() == pytest.approx(fast_preset("pixelcnn"))
+    assert panel.hparams()["channels"] == 16 and panel.epochs.value() == FAST_EPOCHS
+    qtbot.mouseClick(panel.defaults_btn, Qt.MouseButton.LeftButton)
+    assert panel.hparams()["channels"] == 64 and panel.hparams()["blocks"] == 6
+    window.picker.select("gaussian")
+    assert not panel.fast_btn.isEnabled() and "no fast preset" in panel.fast_btn.toolTip()
