@@ -39,7 +39,17 @@ DEFAULT_MODEL = "fvsbn"
 
 
 def app_data_dir() -> Path:
-    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    """The app's own data folder (autosaves): ``<the user's data folder>/genmodel-sandbox``.
+    (Qt's AppDataLocation appends the organisation and the application name, both
+    ``genmodel-sandbox``: ``.../genmodel-sandbox/genmodel-sandbox``.)"""
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)) / APP_NAME
+
+
+def documents_dir() -> Path:
+    """Where checkpoints are saved and loaded from until the user picks another folder:
+    ``<Documents>/genmodel-sandbox`` (the home folder when there is no Documents folder)."""
+    docs = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+    return Path(docs or Path.home()) / APP_NAME
 
 
 class MainWindow(ModelActions, QMainWindow):
@@ -520,8 +530,8 @@ class MainWindow(ModelActions, QMainWindow):
                 text += f" ({self.session.stop_reason})"
             self.statusBar().showMessage(text, 10000)
 
-    def _app_data_dir(self) -> Path:
-        return app_data_dir()
+    def _documents_dir(self) -> Path:
+        return documents_dir()
 
     # -- closing ---------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -22,16 +22,33 @@ from gui.jobs import ProgressRelay
 
 class ModelActions:
     """Needs the window's ``model``, ``model_step``, ``dataset``, ``session``, ``jobs``, ``picker``,
-    ``panel``, ``training_view``, ``show_error``, ``statusBar`` and ``_app_data_dir``."""
+    ``panel``, ``training_view``, ``show_error``, ``statusBar``, ``settings`` and ``_documents_dir``."""
+
+    def checkpoint_folder(self) -> Path:
+        """Where the Save and Load dialogs open: the folder last saved to or loaded from (kept in
+        the settings), else ``<Documents>/genmodel-sandbox`` (made when missing), else home."""
+        last = self.settings.value("paths/checkpoints", "")
+        if last and Path(str(last)).is_dir():
+            return Path(str(last))
+        folder = self._documents_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return Path.home()
+        return folder
+
+    def _remember_folder(self, path: str | Path) -> None:
+        self.settings.setValue("paths/checkpoints", str(Path(path).resolve().parent))
 
     @Slot()
     def _ask_save(self) -> None:
         if self.model is None:
             self.show_error("Nothing to save", "Train or load a model first.")
             return
-        default = str(self._app_data_dir() / f"{self.model.info.key}.safetensors")
+        default = str(self.checkpoint_folder() / f"{self.model.info.key}.safetensors")
         path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint", default, "Checkpoints (*.safetensors)")
         if path:
+            self._remember_folder(path)
             self.save(path if path.endswith(".safetensors") else path + ".safetensors")
 
     def save(self, path: str | Path) -> asyncio.Task | None:
@@ -56,9 +73,10 @@ class ModelActions:
 
     @Slot()
     def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", str(self._app_data_dir()),
+        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", str(self.checkpoint_folder()),
                                               "Checkpoints (*.safetensors)")
         if path:
+            self._remember_folder(path)
             self.load(path)
 
     def load(self, path: str | Path) -> asyncio.Task | None:

@@ -363,3 +363,49 @@ def test_fast_preset_and_defaults_fill_the_hyperparameters(qtbot, window):
     assert panel.hparams()["channels"] == 64 and panel.hparams()["blocks"] == 6
     window.picker.select("gaussian")
     assert not panel.fast_btn.isEnabled() and "no fast preset" in panel.fast_btn.toolTip()
+
+
+def test_app_data_dir_names_the_app_once(qapp):
+    """The autosave folder is <user data>/genmodel-sandbox, not .../genmodel-sandbox/genmodel-sandbox
+    (Qt's AppDataLocation appends both the organisation and the application name)."""
+    import gui.main_window as mw
+    from gui import APP_NAME, ORG_NAME
+
+    old = qapp.organizationName(), qapp.applicationName()
+    qapp.setOrganizationName(ORG_NAME)
+    qapp.setApplicationName(APP_NAME)
+    try:
+        folder = mw.app_data_dir()
+    finally:
+        qapp.setOrganizationName(old[0])
+        qapp.setApplicationName(old[1])
+    assert folder.name == APP_NAME and APP_NAME not in folder.parent.parts, folder
+    assert APP_NAME not in mw.documents_dir().parent.parts
+
+
+def test_save_and_load_dialogs_open_in_a_remembered_folder(qtbot, window, tmp_path, monkeypatch):
+    """The first Save dialog opens in <Documents>/genmodel-sandbox (made for it), not the working
+    directory; after saving elsewhere, Save and Load open where the user saved last, also in a
+    new window with the same settings."""
+    import gui.main_window as mw
+    from PySide6.QtWidgets import QFileDialog
+
+    asked: list[str] = []
+    target = tmp_path / "elsewhere" / "mine.safetensors"
+    target.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda parent, title, where, filt: (asked.append(where), (str(target), ""))[1]))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda parent, title, where, filt: (asked.append(where), ("", ""))[1]))
+    session = start_training(qtbot, window, epochs=0.5)
+    qtbot.waitUntil(lambda: not session.running, timeout=20000)
+    window._ask_save()
+    first = Path(asked[0])
+    assert first.parent == tmp_path / "documents" and first.parent.is_dir() and first.name == "fvsbn.safetensors"
+    qtbot.waitUntil(target.is_file, timeout=10000)
+    window._ask_save()
+    window._ask_load()
+    assert Path(asked[1]).parent == target.parent and Path(asked[2]) == target.parent
+    w2 = mw.MainWindow(settings=window.settings)
+    qtbot.addWidget(w2)
+    assert w2.checkpoint_folder() == target.parent
