@@ -84,7 +84,8 @@ def main() -> None:
     ]
     for label, first, best, naive, diff, same in rows:
         lines.append(f"| {label} | {1000 * first:.0f} | {1000 * best[0]:.0f} | {1000 * best[1]:.0f} | "
-                     f"{1000 * naive[0]:.0f} | {naive[0] / best[0]:.0f}x | {diff:.1e} | {'yes' if same else '**no**'} |")
+                     f"{1000 * naive[0]:.0f} | {naive[0] / best[0]:.0f}x | {diff:.1e} "
+                     f"| {'yes' if same else '**no**'} |")
     if args.write:
         write_section("pixelcnn_completion", "\n".join(lines))
     print("\n".join(lines))

@@ -87,8 +87,10 @@ def test_cached_conditionals_equal_the_full_forward_pass(shape, blocks):
         fast = list(m.complete_steps(x, known, 3, torch.Generator().manual_seed(5)))
         fast_x = fast[-1].x.clone()
         naive = list(m.complete_steps(x, known, 3, torch.Generator().manual_seed(5), naive=True))
-        assert [s.pixel for s in fast] == [s.pixel for s in naive] == torch.nonzero(~known.reshape(2, -1).all(0)).flatten().tolist()
-        torch.testing.assert_close(torch.stack([s.p for s in fast]), torch.stack([s.p for s in naive]), rtol=0, atol=1e-5)
+        todo = torch.nonzero(~known.reshape(2, -1).all(0)).flatten().tolist()
+        assert [s.pixel for s in fast] == [s.pixel for s in naive] == todo
+        torch.testing.assert_close(torch.stack([s.p for s in fast]), torch.stack([s.p for s in naive]),
+                                   rtol=0, atol=1e-5)
         assert torch.equal(fast_x, naive[-1].x)
         with torch.no_grad():
             full = torch.sigmoid(m.logits(fast_x)).reshape(len(fast_x), -1)
@@ -105,7 +107,8 @@ def test_cached_sampling_equals_the_naive_loop_on_the_shipped_model_size():
             p.mul_(0.5)
     fast = m.sample(2, torch.Generator().manual_seed(3))
     zeros = torch.zeros(2, 784)
-    naive = m.complete(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, torch.Generator().manual_seed(3), naive=True)
+    naive = m.complete(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, torch.Generator().manual_seed(3),
+                       naive=True)
     assert 0 < float(fast.mean()) < 1
     assert torch.equal(fast.reshape(2, -1), naive)
 

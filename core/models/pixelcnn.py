@@ -87,7 +87,8 @@ class PixelCNN(GenerativeModel):
         group="Autoregressive",
         description="Masked convolutions (a 7x7 of type A, then residual blocks with 3x3 of type B): "
                     "every pixel's conditional given the pixels before it in raster order, all in one "
-                    "pass. Exact likelihood; windowed sampling.",
+                    "pass. Exact likelihood; sampling from cached convolution states (one position "
+                    "per layer per pixel).",
         likelihood=Likelihood.EXACT,
         data_kinds=(DataKind.BINARY_IMAGE,),
         hparams=(
@@ -188,9 +189,9 @@ class _CachedStates:
                                 _np(cw[:, :, 1, :2].permute(2, 1, 0).reshape(-1, cw.shape[0])),
                                 _np(torch.cat([b.up.weight[:, :, 0, 0].t(), b.up.bias[None]]))))
         # every block's row-above taps as one grouped convolution
-        self.above_w = torch.cat([(b.conv.weight * b.conv.mask)[:, :, :1] for b in model.blocks]).detach().float().cpu() \
-            if model.blocks else None
-        self.above_b = torch.cat([b.conv.bias for b in model.blocks]).detach().float().cpu() if model.blocks else None
+        above = [((b.conv.weight * b.conv.mask)[:, :, :1], b.conv.bias) for b in model.blocks]
+        self.above_w = torch.cat([w for w, _ in above]).detach().float().cpu() if above else None
+        self.above_b = torch.cat([b for _, b in above]).detach().float().cpu() if above else None
         self.head = (_np(torch.cat([model.head1.weight[:, :, 0, 0].t(), model.head1.bias[None]])),
                      _np(torch.cat([model.head2.weight[:, :, 0, 0].t(), model.head2.bias[None]])))
         m, c = len(img), model.head1.weight.shape[0]
