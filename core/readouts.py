@@ -239,10 +239,12 @@ def completion_steps(entry: CanvasModel, image: np.ndarray, known: np.ndarray, n
 def sample_drawings(entry: CanvasModel, n: int, gen: torch.Generator, digit: int | None = None,
                     progress: Progress | None = None) -> np.ndarray:
     """``n`` samples (float32 (n, D)), of the chosen digit for a conditional model. With
-    ``progress``, a model that completes pixel by pixel samples as the completion of ``n`` blank
-    images with no pixel known (what its ``sample`` does), reporting row by row."""
+    ``progress``, a raster model that completes pixel by pixel samples as the completion of ``n``
+    blank images with no pixel known (what its ``sample`` does), reporting row by row."""
     model = entry.model
-    if progress is not None and "complete_steps" in entry.caps and image_shape_of(model.data_shape) is not None:
+    # (an order-agnostic model completes in one order; it samples from all of its orders)
+    if progress is not None and "complete_steps" in entry.caps and not entry.any_order \
+            and image_shape_of(model.data_shape) is not None:
         zeros = torch.zeros(n, model.dim, device=model.device)
         steps = model.complete_steps(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, gen,
                                      **label_kwargs(entry, digit, n))

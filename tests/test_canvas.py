@@ -305,6 +305,7 @@ def test_one_job_at_a_time_and_a_failing_job_is_reported(qtbot, panel, monkeypat
         raise RuntimeError("sampler broke")
 
     monkeypatch.setattr(e.model, "sample", broken)
+    monkeypatch.setattr(e.model, "complete_steps", broken)  # what Sample runs to report its rows
     with qtbot.waitSignal(panel.error, timeout=20000) as blocker:
         task = panel.sample()
     assert blocker.args == ["Cannot sample", "RuntimeError: sampler broke"]
