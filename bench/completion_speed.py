@@ -4,8 +4,8 @@
 
 The work (issue 4): complete the bottom half (rows 14-27, 392 pixels) of a validation digit for
 ``n`` = 16 candidates. Each model's own ``complete`` (NADE: a running hidden pre-activation,
-O(H) per pixel; MADE: an incremental first layer; PixelCNN: a window around each pixel, all
-candidates in one batch; the row RNN: its state carried row by row) is timed against the naive
+O(H) per pixel; MADE: an incremental first layer; PixelCNN: cached convolution states, one
+position per layer per pixel, all candidates in one batch; the row RNN: its state carried row by row) is timed against the naive
 loop: one full forward pass of the whole image for every pixel drawn, the conditional read from
 ``pixel_log_prob`` with the pixel set to 1. Both draw from the same conditionals; the naive loop
 is run once (it is slow), ours best of ``repeats``.

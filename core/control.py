@@ -150,3 +150,51 @@ def round_robin(frames: list[Iterator[Frame]]) -> Iterator[Frame]:
     finally:
         for it in live.values():
             it.close()
+
+
+class StepRate:
+    """Steps per second over the last ``window_s`` seconds of a run, and the time left: what
+    the Training tab shows beside its progress bar. Call :meth:`reset` when the run pauses or
+    resumes (a pause is not slowness), :meth:`add` with each frame's step and clock."""
+
+    def __init__(self, window_s: float = 10.0, min_span_s: float = 0.5):
+        if window_s <= 0 or min_span_s < 0:
+            raise ValueError(f"window_s must be > 0 and min_span_s >= 0, got {window_s}, {min_span_s}")
+        self.window_s, self.min_span_s = float(window_s), float(min_span_s)
+        self._points: list[tuple[float, int]] = []
+
+    def reset(self) -> None:
+        self._points = []
+
+    def add(self, step: int, now: float) -> None:
+        if self._points and step < self._points[-1][1]:
+            self.reset()  # another run
+        self._points.append((float(now), int(step)))
+        while len(self._points) > 2 and now - self._points[1][0] >= self.window_s:
+            self._points.pop(0)
+
+    @property
+    def rate(self) -> float | None:
+        """Steps per second, or None before ``min_span_s`` of a run has been seen."""
+        if len(self._points) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._points[0], self._points[-1]
+        if t1 - t0 < self.min_span_s or s1 <= s0:
+            return None
+        return (s1 - s0) / (t1 - t0)
+
+    def seconds_left(self, total: int) -> float | None:
+        rate = self.rate
+        if rate is None or not self._points:
+            return None
+        return max(0, int(total) - self._points[-1][1]) / rate
+
+
+def duration_text(seconds: float) -> str:
+    """A rough duration for people: "8 s", "1 min 20 s", "2 h 5 min"."""
+    s = int(round(max(0.0, seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

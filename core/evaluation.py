@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -107,9 +107,9 @@ def check_labelled(model: GenerativeModel, data: Dataset) -> None:
 
 
 def nll_of(model: GenerativeModel, x: torch.Tensor, batch_size: int = 1000,
-           labels: torch.Tensor | None = None) -> NLL:
+           labels: torch.Tensor | None = None, progress: Callable[[int, int], None] | None = None) -> NLL:
     """The mean NLL of ``x`` (a tensor on the model's device), in batches; NonFiniteError when
-    it is not finite."""
+    it is not finite. ``progress(examples scored, examples)`` is called after each batch."""
     total, squares, n = 0.0, 0.0, 0
     for i in range(0, len(x), batch_size):
         if labels is None:
@@ -120,6 +120,8 @@ def nll_of(model: GenerativeModel, x: torch.Tensor, batch_size: int = 1000,
         total += float(lp.sum())
         squares += float((lp * lp).sum())
         n += len(lp)
+        if progress is not None:
+            progress(n, len(x))
     nll = -total / n
     if not math.isfinite(nll):
         raise NonFiniteError(f"the model's log-likelihood is {nll}")
@@ -130,8 +132,9 @@ def nll_of(model: GenerativeModel, x: torch.Tensor, batch_size: int = 1000,
 
 @torch.no_grad()
 def evaluate(model: GenerativeModel, x: np.ndarray, batch_size: int = 1000,
-             labels: np.ndarray | None = None) -> NLL:
-    """Score ``x`` (N, *data_shape): the :class:`NLL` (``is_bound`` for bound models).
+             labels: np.ndarray | None = None, progress: Callable[[int, int], None] | None = None) -> NLL:
+    """Score ``x`` (N, *data_shape): the :class:`NLL` (``is_bound`` for bound models);
+    ``progress(examples scored, examples)`` after each batch.
     Class-conditional models score ``-log p(x | labels)`` given ``labels`` (N,), and record
     whether they had them (``labels``); other models take no labels."""
     kind = model.info.likelihood
@@ -152,6 +155,6 @@ def evaluate(model: GenerativeModel, x: np.ndarray, batch_size: int = 1000,
         labels = torch.from_numpy(labels.astype(np.int64)).to(model.device)
     model.eval()
     t = torch.from_numpy(np.ascontiguousarray(x)).to(model.device)
-    nll = nll_of(model, t, batch_size=batch_size, labels=labels)
+    nll = nll_of(model, t, batch_size=batch_size, labels=labels, progress=progress)
     return NLL(nll.nats, nll.bits_per_dim, nll.is_bound, int(len(x)), model.info.key,
                (labels is not None) if model.info.conditional else None, nll.stderr)

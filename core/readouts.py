@@ -21,7 +21,7 @@ import math
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -201,13 +201,34 @@ def _inputs(entry: CanvasModel, image: np.ndarray, known: np.ndarray) -> tuple[t
     return x.to(model.device), k.to(model.device)
 
 
+#: (pixels drawn, pixels to draw): what a completion or sampling job reports as it goes
+Progress = Callable[[int, int], None]
+
+
+def _with_progress(steps: Iterator[Any], start: torch.Tensor, every: int, progress: Progress) -> torch.Tensor:
+    """Run a model's ``complete_steps`` to the end, calling ``progress(pixels drawn, pixels to draw)``
+    at the first step, after every ``every`` pixels (a row's worth) and at the end; the last step's x."""
+    out = start
+    for step in steps:
+        out = step.x
+        if step.done == 1 or step.done % every == 0 or step.done == step.total:
+            progress(step.done, step.total)
+    return out
+
+
 @torch.no_grad()
 def complete_drawing(entry: CanvasModel, image: np.ndarray, known: np.ndarray, n: int, gen: torch.Generator,
-                     digit: int | None = None) -> np.ndarray:
+                     digit: int | None = None, progress: Progress | None = None) -> np.ndarray:
     """``n`` completions (float32 (n, D)) of ``image`` keeping its ``known`` pixels, of the chosen
-    digit (or each of a random one) for a conditional model."""
+    digit (or each of a random one) for a conditional model. ``progress(pixels drawn, pixels to
+    draw)`` (any thread), for a model that completes pixel by pixel, is called row by row."""
     x, k = _inputs(entry, image, known)
-    out = entry.model.complete(x, k, n, gen, **label_kwargs(entry, digit, 1))
+    if progress is not None and "complete_steps" in entry.caps:
+        steps = entry.model.complete_steps(x, k, n, gen, **label_kwargs(entry, digit, 1))
+        width = (image_shape_of(entry.model.data_shape) or (1, 28))[1]
+        out = _with_progress(steps, entry.model.completion_inputs(x, k, n)[0], width, progress)
+    else:
+        out = entry.model.complete(x, k, n, gen, **label_kwargs(entry, digit, 1))
     return out.reshape(n, -1).float().cpu().numpy()
 
 
@@ -219,9 +240,21 @@ def completion_steps(entry: CanvasModel, image: np.ndarray, known: np.ndarray, n
 
 
 @torch.no_grad()
-def sample_drawings(entry: CanvasModel, n: int, gen: torch.Generator, digit: int | None = None) -> np.ndarray:
-    """``n`` samples (float32 (n, D)), of the chosen digit for a conditional model."""
-    return entry.model.sample(n, gen, **label_kwargs(entry, digit, n)).reshape(n, -1).float().cpu().numpy()
+def sample_drawings(entry: CanvasModel, n: int, gen: torch.Generator, digit: int | None = None,
+                    progress: Progress | None = None) -> np.ndarray:
+    """``n`` samples (float32 (n, D)), of the chosen digit for a conditional model. With
+    ``progress``, a raster model that completes pixel by pixel samples as the completion of ``n``
+    blank images with no pixel known (what its ``sample`` does), reporting row by row."""
+    model = entry.model
+    # (an order-agnostic model completes in one order; it samples from all of its orders)
+    if progress is not None and "complete_steps" in entry.caps and not entry.any_order \
+            and image_shape_of(model.data_shape) is not None:
+        zeros = torch.zeros(n, model.dim, device=model.device)
+        steps = model.complete_steps(zeros, torch.zeros_like(zeros, dtype=torch.bool), 1, gen,
+                                     **label_kwargs(entry, digit, n))
+        width = image_shape_of(model.data_shape)[1]
+        return _with_progress(steps, zeros, width, progress).reshape(n, -1).float().cpu().numpy()
+    return model.sample(n, gen, **label_kwargs(entry, digit, n)).reshape(n, -1).float().cpu().numpy()
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from gui.candidate_grid import CandidateGrid
 from gui.canvas_animation import CompletionAnimation
 from gui.canvas_controls import CompleteBox, DrawBox, ModelBox, bind_keys
 from gui.canvas_models import CanvasModelsMixin
-from gui.jobs import Jobs
+from gui.jobs import Jobs, ProgressRelay
 from gui.pixel_canvas import PixelCanvas
 from gui.style import SteadyLabel
 from gui.readouts_view import ReadoutsView
@@ -334,9 +334,11 @@ class CanvasPanel(CanvasModelsMixin, QWidget):
         self.stop_animation()
         n, digit = self.n_spin.value(), self.digit_combo.currentData()
         text = f"{n} completions by {e.name}" + (f" ({note})" if note else "")
+        relay = ProgressRelay(self, self.complete_box.show_progress)  # row by row, for a pixel-by-pixel model
         task = self.jobs.run(complete_drawing, e, self.state.image.copy(), known, n, self._generator(), digit,
-                             done=lambda out: self._show_candidates(out, known, text),
+                             relay.report, done=lambda out: self._show_candidates(out, known, text),
                              title="Cannot complete", busy=f"completing {n}…")
+        task.add_done_callback(lambda _task: relay.close())
         self._say(note or f"completing with {e.name}")
         return task
 
@@ -348,9 +350,12 @@ class CanvasPanel(CanvasModelsMixin, QWidget):
             return None
         self.stop_animation()
         n, known = self.n_spin.value(), np.zeros(self.shape, bool)
-        return self.jobs.run(sample_drawings, e, n, self._generator(), self.digit_combo.currentData(),
+        relay = ProgressRelay(self, self.complete_box.show_progress)
+        task = self.jobs.run(sample_drawings, e, n, self._generator(), self.digit_combo.currentData(), relay.report,
                              done=lambda out: self._show_candidates(out, known, f"{n} samples from {e.name}"),
                              title="Cannot sample", busy=f"sampling {n}…")
+        task.add_done_callback(lambda _task: relay.close())
+        return task
 
     def _show_candidates(self, out: np.ndarray, known: np.ndarray, text: str) -> None:
         self.candidates = (out.reshape(len(out), *self.shape) > 0.5).astype(np.uint8)

@@ -173,6 +173,7 @@ class CompleteBox(QGroupBox):
         self._on_speed(self.speed.value())
         self.progress = QProgressBar(objectName="canvasProgress")
         self.progress.setTextVisible(True)
+        self._busy_text = ""
         self.busy(False)
         f = QFormLayout(self)
         f.addRow(self.mode_combo)
@@ -206,6 +207,7 @@ class CompleteBox(QGroupBox):
 
     def busy(self, on: bool, text: str = "") -> None:
         """The progress bar as a busy indicator (indeterminate, with ``text``) or idle."""
+        self._busy_text = text if on else ""
         if on:
             self.progress.setRange(0, 0)
             self.progress.setFormat(text)
@@ -213,3 +215,12 @@ class CompleteBox(QGroupBox):
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
             self.progress.setFormat("%p%")
+
+    def show_progress(self, done: int, total: int) -> None:
+        """A busy job's progress (``done`` of ``total`` pixels drawn): the bar moves; ignored once
+        the job has ended."""
+        if not self._busy_text or total <= 0:
+            return
+        self.progress.setRange(0, total)
+        self.progress.setValue(min(done, total))
+        self.progress.setFormat(f"{self._busy_text} %p%")

@@ -167,6 +167,33 @@ class ProgressDialog(QObject):
         self.deleteLater()
 
 
+class ProgressRelay(QObject):
+    """Progress of a job, reported from its worker thread through :meth:`report` (``done``,
+    ``total``) and shown by ``show(done, total)`` in the GUI thread (a queued slot of this object,
+    which lives in the GUI thread). After :meth:`close` nothing more is shown."""
+
+    _progress = Signal(int, int)
+
+    def __init__(self, parent: QObject, show: Callable[[int, int], None]):
+        super().__init__(parent)
+        self._show: Callable[[int, int], None] | None = show
+        self._progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
+
+    def report(self, done: int, total: int) -> None:  # any thread
+        self._progress.emit(int(done), int(total))
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        if self._show is not None:
+            self._show(done, total)
+
+    def close(self) -> None:
+        """Show nothing more (a report still queued is dropped); safe to call twice."""
+        if self._show is not None:
+            self._show = None
+            self.deleteLater()
+
+
 class PacedPuller(QObject):
     """Pulls items from an iterator on a QTimer, ``rate()`` items a second (None: as fast as the
     budget allows), for at most ``budget_s`` per tick so the window stays smooth whatever an item

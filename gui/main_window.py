@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import math
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from PySide6.QtWidgets import (QFileDialog, QFrame, QLabel, QMainWindow, QMessag
 
 from core import data as datasets
 from core import registry
-from core.control import Frame
+from core.control import Frame, StepRate, duration_text
 from core.device import select_device
 from core.training import EVALUATED, Event, TrainConfig, Trainer, clone_model
 from core.protocol import DataKind, GenerativeModel
@@ -40,7 +41,17 @@ DEFAULT_MODEL = "fvsbn"
 
 
 def app_data_dir() -> Path:
-    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    """The app's own data folder (autosaves): ``<the user's data folder>/genmodel-sandbox``.
+    (Qt's AppDataLocation appends the organisation and the application name, both
+    ``genmodel-sandbox``: ``.../genmodel-sandbox/genmodel-sandbox``.)"""
+    return Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)) / APP_NAME
+
+
+def documents_dir() -> Path:
+    """Where checkpoints are saved and loaded from until the user picks another folder:
+    ``<Documents>/genmodel-sandbox`` (the home folder when there is no Documents folder)."""
+    docs = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+    return Path(docs or Path.home()) / APP_NAME
 
 
 class MainWindow(ModelActions, QMainWindow):
@@ -100,6 +111,7 @@ class MainWindow(ModelActions, QMainWindow):
         self.device_label = QLabel(objectName="deviceLabel")
         self.speed_label = QLabel(objectName="speedLabel")
         self.step_label = QLabel(objectName="stepLabel")
+        self.step_rate = StepRate()  # the Training tab's steps/s and time left
         for w in (self.step_label, self.speed_label, self.device_label):
             self.statusBar().addPermanentWidget(w)
         self._show_device(None)
@@ -451,22 +463,40 @@ class MainWindow(ModelActions, QMainWindow):
         self.session.finished.connect(self._on_finished)
         self.panel.start_progress(start, cfg.max_steps)
         self.training_view.total_steps = cfg.max_steps
+        self.step_rate.reset()
         self.panel.set_state("running")
         self._show_device(trainer.device)
         self.statusBar().showMessage(
             f"training {model.info.name} on {ds.name}" + (f", continuing from step {start}" if start else ""), 5000)
         self.session.start()
 
+    def _show_time_left(self, step: int, event) -> None:
+        """Steps per second over the last seconds of running, and the time left, on the progress bar."""
+        bar, rate = self.panel.progress, self.step_rate
+        if self.session is not None and self.session.running and not self.session.paused and event == Event.STEP:
+            rate.add(step, time.monotonic())
+        left = rate.seconds_left(bar.maximum())
+        if self.session is None or not self.session.running or event == Event.FINISHED:
+            bar.setFormat("%p%  (%v / %m steps)")
+        elif self.session.paused:
+            bar.setFormat("%p%  (%v / %m steps), paused")
+        elif left is None:
+            bar.setFormat("%p%  (%v / %m steps), measuring the speed…")
+        else:
+            bar.setFormat(f"%p%  (%v / %m steps), {rate.rate:.3g} steps/s, about {duration_text(left)} left")
+
     @Slot()
     def toggle_pause(self) -> None:
         if self.session is None or not self.session.running:
             return
+        self.step_rate.reset()  # a pause is not slowness
         if self.session.paused:
             self.session.resume()
             self.panel.set_state("running")
         else:
             self.session.pause()
             self.panel.set_state("paused")
+        self.panel.progress.setFormat("%p%  (%v / %m steps)" + ("" if not self.session.paused else ", paused"))
 
     @Slot()
     def step(self) -> None:
@@ -498,6 +528,7 @@ class MainWindow(ModelActions, QMainWindow):
                 self.panel.show_lr(s.step, self.session.runs[frame.index].lr_at(s.step))
         self.step_label.setText(f"step {s.step}  epoch {s.epoch:.2f}")
         self.speed_label.setText(f"{s.steps_per_s:.0f} steps/s")
+        self._show_time_left(s.step, s.event)
         if s.event == Event.NONFINITE:
             self.show_error("Training stopped", s.message or "the loss became NaN")
         elif s.event == Event.ERROR:
@@ -515,6 +546,7 @@ class MainWindow(ModelActions, QMainWindow):
     @Slot()
     def _on_finished(self) -> None:
         self.panel.set_state("idle")
+        self.panel.progress.setFormat("%p%  (%v / %m steps)")
         frame = self.session.last_frame if self.session else None
         if frame is not None:
             nll = frame.snapshot.nll
@@ -533,6 +565,9 @@ class MainWindow(ModelActions, QMainWindow):
 
     def _app_data_dir(self) -> Path:
         return app_data_dir()
+
+    def _documents_dir(self) -> Path:
+        return documents_dir()
 
     # -- closing ---------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:

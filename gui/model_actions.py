@@ -16,20 +16,39 @@ from PySide6.QtWidgets import QFileDialog
 from core.checkpoint import checkpoint_payload, load_checkpoint, write_checkpoint
 from core.evaluation import evaluate
 from core.protocol import DataKind, GenerativeModel
+from core.training import clone_model
+from gui.jobs import ProgressRelay
 
 
 class ModelActions:
     """Needs the window's ``model``, ``model_step``, ``dataset``, ``session``, ``jobs``, ``picker``,
-    ``panel``, ``training_view``, ``show_error``, ``statusBar`` and ``_app_data_dir``."""
+    ``panel``, ``training_view``, ``show_error``, ``statusBar``, ``settings`` and ``_documents_dir``."""
+
+    def checkpoint_folder(self) -> Path:
+        """Where the Save and Load dialogs open: the folder last saved to or loaded from (kept in
+        the settings), else ``<Documents>/genmodel-sandbox`` (made when missing), else home."""
+        last = self.settings.value("paths/checkpoints", "")
+        if last and Path(str(last)).is_dir():
+            return Path(str(last))
+        folder = self._documents_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return Path.home()
+        return folder
+
+    def _remember_folder(self, path: str | Path) -> None:
+        self.settings.setValue("paths/checkpoints", str(Path(path).resolve().parent))
 
     @Slot()
     def _ask_save(self) -> None:
         if self.model is None:
             self.show_error("Nothing to save", "Train or load a model first.")
             return
-        default = str(self._app_data_dir() / f"{self.model.info.key}.safetensors")
+        default = str(self.checkpoint_folder() / f"{self.model.info.key}.safetensors")
         path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint", default, "Checkpoints (*.safetensors)")
         if path:
+            self._remember_folder(path)
             self.save(path if path.endswith(".safetensors") else path + ".safetensors")
 
     def save(self, path: str | Path) -> asyncio.Task | None:
@@ -55,9 +74,10 @@ class ModelActions:
 
     @Slot()
     def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", str(self._app_data_dir()),
+        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", str(self.checkpoint_folder()),
                                               "Checkpoints (*.safetensors)")
         if path:
+            self._remember_folder(path)
             self.load(path)
 
     def load(self, path: str | Path) -> asyncio.Task | None:
@@ -118,13 +138,39 @@ class ModelActions:
 
     @Slot()
     def evaluate(self) -> asyncio.Task | None:
-        if self.model is None or self.dataset is None or (self.session is not None and self.session.running):
+        """Score the held-out examples off the GUI thread, with progress under the curves and the
+        result marked on them. While a run is active (paused or not) a copy the trainer makes
+        between two steps is scored (at once while paused), and training goes on meanwhile."""
+        if self.model is None or self.dataset is None:
             self.statusBar().showMessage("train or load a model, with its data set, first", 4000)
             return None
+        if self._evaluating is not None and not self._evaluating.done():
+            self.statusBar().showMessage("already evaluating: see the Training tab", 4000)
+            return None
+        trainer = self.session.trainer if self.session is not None else None
+        if trainer is not None and self.session.running and trainer.model is self.model:
+            # a copy and its step, between two steps
+            got: Future = trainer.between_steps(lambda: (clone_model(trainer.model), trainer.step))
+        else:
+            got = Future()
+            got.set_result((self.model, self.model_step))
+        valid = self.dataset.valid
         labels = self.dataset.valid_labels if self.model.info.conditional else None  # p(x | y)
-        return self.jobs.run(functools.partial(evaluate, self.model, self.dataset.valid, labels=labels),
-                             done=self._show_evaluation, title="Could not evaluate")
+        view = self.training_view
+        relay = ProgressRelay(self, view.evaluation_progress)
+        view.evaluation_progress(0, len(valid))
+        batch = max(1, min(1000, len(valid) // 40))  # about 40 moves of the bar
+        score = lambda model_step: self.jobs.run(  # noqa: E731
+            functools.partial(evaluate, model_step[0], valid, batch, labels=labels, progress=relay.report),
+            done=lambda nll: (relay.close(), self._show_evaluation(nll, model_step[1])), failed=view.evaluation_failed,
+            title="Could not evaluate")
+        self._evaluating = self.jobs.run(got, done=score, failed=view.evaluation_failed, title="Could not evaluate")
+        self._evaluating.add_done_callback(lambda _task: relay.close())
+        return self._evaluating
 
-    def _show_evaluation(self, nll) -> None:
+    _evaluating: asyncio.Task | None = None
+
+    def _show_evaluation(self, nll, step: int | None = None) -> None:
+        self.training_view.show_evaluation(step, nll)
         self.statusBar().showMessage(f"held-out NLL {nll.nats:.2f} nats ({nll.bits_per_dim:.4f} bits/dim) on "
                                      f"{nll.n} examples", 15000)

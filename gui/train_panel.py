@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QFrame, Q
 from core import data as datasets
 from core import registry
 from core.policy import TrainingPolicy
+from core.presets import FAST_EPOCHS, fast_preset
 from core.protocol import Likelihood
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
 from gui.lr_curve import LRCurve
@@ -85,8 +86,7 @@ class TrainPanel(QWidget):
         form.addRow("Epochs", self.epochs)
         form.addRow("Seed", self.seed)
 
-        self.hp_box = QGroupBox("Hyperparameters")
-        self.hp_form = QFormLayout(self.hp_box)
+        self.hp_box = self._hparam_box()
         self.policy_box = self._policy_box()
 
         self.train_btn = QPushButton("Train", objectName="trainButton")
@@ -127,6 +127,24 @@ class TrainPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addLayout(file_row)
         self.set_state("idle")
+
+    def _hparam_box(self) -> QGroupBox:
+        """The model's hyperparameters (rows made by :meth:`set_family`) under two presets."""
+        box = QGroupBox("Hyperparameters")
+        layout = QVBoxLayout(box)
+        self.defaults_btn = QPushButton("Defaults", objectName="presetDefaults")
+        self.defaults_btn.setToolTip("the registry's defaults: sized for good results (slow on a CPU)")
+        self.fast_btn = QPushButton("Fast preset", objectName="presetFast")
+        self.defaults_btn.clicked.connect(self.apply_defaults)
+        self.fast_btn.clicked.connect(self.apply_fast_preset)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Preset"))
+        row.addWidget(self.defaults_btn)
+        row.addWidget(self.fast_btn)
+        layout.addLayout(row)
+        self.hp_form = QFormLayout()
+        layout.addLayout(self.hp_form)
+        return box
 
     def _policy_box(self) -> QGroupBox:
         """Learning-rate schedule, warm-up and early stopping (a :class:`TrainingPolicy`), with
@@ -230,6 +248,14 @@ class TrainPanel(QWidget):
         i = self.data_combo.findData(current)
         self.data_combo.setCurrentIndex(max(0, i))
         self._preview_schedule()
+        self._update_presets(busy=not self.train_btn.isEnabled())
+
+    def _update_presets(self, busy: bool) -> None:
+        fast = self.family is not None and fast_preset(self.family) is not None
+        self.fast_btn.setEnabled(fast and not busy)
+        self.fast_btn.setToolTip(f"a small model that shows learning within a minute on a CPU ({FAST_EPOCHS:g} epoch)"
+                                 if fast else "no fast preset: this model is not an image model, and fast already")
+        self.defaults_btn.setEnabled(self.family is not None and not busy)
 
     def hparams(self) -> dict[str, Any]:
         return {name: editor_value(w) for name, w in self.editors.items()}
@@ -238,6 +264,20 @@ class TrainPanel(QWidget):
         for name, v in values.items():
             if name in self.editors:
                 set_editor_value(self.editors[name], v)
+
+    @Slot()
+    def apply_defaults(self) -> None:
+        """Every hyperparameter back to the registry's default."""
+        if self.family is not None:
+            self.set_hparams({h.name: h.default for h in registry.info(self.family).all_hparams()})
+
+    @Slot()
+    def apply_fast_preset(self) -> None:
+        """The family's fast preset (see :mod:`core.presets`) and a short run."""
+        preset = fast_preset(self.family) if self.family is not None else None
+        if preset is not None:
+            self.set_hparams(preset)
+            self.epochs.setValue(FAST_EPOCHS)
 
     def data_name(self) -> str | None:
         return self.data_combo.currentData()
@@ -288,3 +328,4 @@ class TrainPanel(QWidget):
         live = {h.name for h in info.all_hparams() if h.live} if info else set()
         for name, w in self.editors.items():
             w.setEnabled(not busy or name in live)
+        self._update_presets(busy)

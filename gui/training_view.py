@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import QCheckBox, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
 from core.control import Frame
 from core.training import EVALUATED
@@ -143,6 +143,7 @@ class TrainingView(QWidget):
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(self.plot, 1)
         ll.addWidget(self.log_check)
+        ll.addLayout(self._evaluation_row())
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
@@ -162,7 +163,62 @@ class TrainingView(QWidget):
         self._timer.timeout.connect(self._repaint)
         self._timer.start()
 
+    def _evaluation_row(self) -> QHBoxLayout:
+        """Run > Evaluate: its progress under the curves (a line and a bar, always there, so nothing
+        moves), its result marked on them (a star at the step evaluated, with its value)."""
+        self.eval_marker = pg.ScatterPlotItem(size=11, symbol="star", pen=pg.mkPen("#ffffff"),
+                                              brush=pg.mkBrush("#f28e2b"), name="evaluated (Run > Evaluate)")
+        self.eval_text = pg.TextItem(color="#f28e2b", anchor=(0, 1))
+        self.eval_label = QLabel("held-out NLL: Run > Evaluate (Ctrl+E) scores the model", objectName="evalLabel")
+        self.eval_label.setToolTip("the mean negative log-likelihood of the held-out examples, in nats per "
+                                   "example (lower is better); marked on the curves at the step evaluated")
+        self.eval_bar = QProgressBar(objectName="evalProgress")
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(0)
+        self.eval_bar.setMaximumWidth(220)
+        self.eval_point: tuple[float, float] | None = None
+        row = QHBoxLayout()
+        row.addWidget(self.eval_label, 1)
+        row.addWidget(self.eval_bar)
+        return row
+
+    def evaluation_progress(self, done: int, total: int) -> None:
+        """Run > Evaluate at work: ``done`` of ``total`` held-out examples scored."""
+        self.eval_bar.setRange(0, max(1, total))
+        self.eval_bar.setValue(min(done, max(1, total)))
+        self.eval_label.setText(f"evaluating… {done} of {total} held-out examples")
+
+    def show_evaluation(self, step: int | None, nll) -> None:
+        """Run > Evaluate's result (a :class:`core.evaluation.NLL`): a star on the curves at
+        ``step`` (0 when unknown) with its value, and the line under them."""
+        x = float(step or 0)
+        kind = "bound" if nll.is_bound else "NLL"
+        self.eval_marker.setData([x], [nll.nats])
+        self.eval_text.setText(f"held-out {kind} {nll.nats:.2f}")
+        self.eval_text.setPos(x, nll.nats)
+        for item in (self.eval_marker, self.eval_text):
+            if item.scene() is None:
+                self.plot.addItem(item)
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(1)
+        self.eval_label.setText(f"held-out {kind}: {nll.nats:.2f} nats ({nll.bits_per_dim:.4f} bits/dim) on "
+                                f"{nll.n} examples at step {step if step is not None else '?'}")
+        self.eval_point = (x, float(nll.nats))
+        self._fit_ranges()
+
+    def evaluation_failed(self, message: str) -> None:
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(0)
+        self.eval_label.setText(f"not evaluated: {message}")
+
     def reset(self) -> None:
+        self.eval_point = None
+        for item in (self.eval_marker, self.eval_text):
+            if item.scene() is not None:
+                self.plot.removeItem(item)
+        self.eval_bar.setRange(0, 1)
+        self.eval_bar.setValue(0)
+        self.eval_label.setText("held-out NLL: Run > Evaluate (Ctrl+E) scores the model")
         self.loss.clear()
         self.valid.clear()
         for key, series in self.gan.items():
@@ -190,15 +246,18 @@ class TrainingView(QWidget):
         """Axes fitted to the data (not to the whole run), with slack so that they change a few
         times per run: x from 0 to 50 % past the last step; y over the curves after their first
         steps (``EARLY_SHARE``), in log10 in log scale."""
-        if self.loss.n == 0:
+        extra = self.eval_point  # the evaluated point is kept in view
+        if self.loss.n == 0 and extra is None:
             return
-        x1 = max(float(self.loss.x[-1]), 10.0)
+        x1 = max(float(self.loss.x[-1]) if self.loss.n else 0.0, float(extra[0]) if extra else 0.0, 10.0)
         if self._xr is None or x1 > self._xr[1]:
             self._xr = (0.0, x1 * 1.5)
             self.plot.setXRange(*self._xr, padding=0)
         start = EARLY_SHARE * x1
         parts = [(self.loss.x[-5000:], self.loss.y[-5000:]), (self.valid.x, self.valid.y)]
         parts += [(s.x[-5000:], s.y[-5000:]) for s in self.gan.values()]
+        if extra is not None:
+            parts.append((np.array([float(extra[0])]), np.array([float(extra[1])])))
         y = np.concatenate([py[px >= start] for px, py in parts] + [self.loss.y[-1:]])
         y = y[np.isfinite(y)]
         if self.log_check.isChecked():

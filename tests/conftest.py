@@ -49,6 +49,7 @@ def window(qtbot, aloop, tmp_path, monkeypatch):
     import gui.main_window as mw
 
     monkeypatch.setattr(mw, "app_data_dir", lambda: tmp_path / "appdata")
+    monkeypatch.setattr(mw, "documents_dir", lambda: tmp_path / "documents")
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     w = mw.MainWindow(settings=settings)
     qtbot.addWidget(w)

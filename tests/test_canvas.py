@@ -248,6 +248,26 @@ def test_sample_and_the_digit_chooser(qtbot, panel):
     assert panel.candidates.shape == (6, H, W) and set(np.unique(panel.candidates)) <= {0, 1}
 
 
+def test_sample_and_complete_move_the_progress_bar_row_by_row(qtbot, panel):
+    """A pixel-by-pixel model reports its progress while the job runs: the bar goes through the
+    rows (not an idle 0 % or a busy bar until the end), and rests idle afterwards."""
+    choose(panel, "nade")
+    bar = panel.complete_box.progress
+    seen: list[tuple[int, int]] = []
+    bar.valueChanged.connect(lambda v: seen.append((v, bar.maximum())))
+    panel.n_spin.setValue(4)
+    wait(qtbot, panel.sample())
+    moving = [v for v, top in seen if top == H * W and 0 < v < H * W]
+    assert len(moving) >= H - 2 and moving == sorted(moving), seen
+    assert bar.maximum() == 1 and bar.value() == 0  # idle again
+    seen.clear()
+    panel.random_digit(2)
+    panel.row_spin.setValue(14)
+    wait(qtbot, panel.complete())
+    moving = [v for v, top in seen if top == 14 * W and 0 < v < 14 * W]
+    assert len(moving) >= 12, seen
+
+
 def test_a_conditional_model_takes_the_chosen_digit(qtbot, panel):
     e = choose(panel, "cnade")
     assert e.conditional and panel.digit_combo.isEnabled()
@@ -285,6 +305,7 @@ def test_one_job_at_a_time_and_a_failing_job_is_reported(qtbot, panel, monkeypat
         raise RuntimeError("sampler broke")
 
     monkeypatch.setattr(e.model, "sample", broken)
+    monkeypatch.setattr(e.model, "complete_steps", broken)  # what Sample runs to report its rows
     with qtbot.waitSignal(panel.error, timeout=20000) as blocker:
         task = panel.sample()
     assert blocker.args == ["Cannot sample", "RuntimeError: sampler broke"]

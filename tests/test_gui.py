@@ -4,6 +4,7 @@ bad inputs, settings, closing mid-training."""
 from __future__ import annotations
 
 import hashlib
+import re
 import pickle
 import time
 from pathlib import Path
@@ -299,3 +300,112 @@ def test_download_binarized_mnist_with_progress_then_train(qtbot, window, mnist_
     assert np.array_equal(window.dataset.valid, mnist_fixture.valid)
     assert session.last_frame.snapshot.event == "finished"
     assert session.last_frame.snapshot.step == session.trainer.total_steps == 2  # 0.2 x 640 / 64
+
+
+def test_evaluate_while_paused_shows_progress_and_marks_the_curve(qtbot, window):
+    """Run > Evaluate works on a paused run (a copy made between two steps), moves a progress
+    bar under the curves, and marks its result on them at the step evaluated; then on a stopped run."""
+    session = start_training(qtbot, window, epochs=30)
+    window.toggle_pause()
+    qtbot.waitUntil(steady(lambda: (current_step(window), session.trainer.step)), timeout=10000)
+    bar = window.training_view.eval_bar
+    seen: list[int] = []
+    bar.valueChanged.connect(seen.append)
+    task = window.evaluate()
+    assert task is not None, window.statusBar().currentMessage()
+    qtbot.waitUntil(task.done, timeout=20000)
+    assert task.exception() is None
+    n = len(window.dataset.valid)
+    assert any(0 < v < n for v in seen), seen  # it moved on the way
+    assert session.running and session.paused, "training waits, paused, for the user"
+    xs, ys = window.training_view.eval_marker.getData()
+    assert list(xs) == [float(window.model_step)]
+    with torch.no_grad():
+        copy = session.trainer.request_copy().result(5)
+        expected = -float(copy.log_prob(torch.from_numpy(window.dataset.valid).float()).mean())
+    assert ys[0] == pytest.approx(expected, rel=1e-4)
+    assert window.training_view.eval_marker.scene() is window.training_view.plot.scene()
+    assert f"on {n} examples at step {window.model_step}" in window.training_view.eval_label.text()
+    with qtbot.waitSignal(session.finished, timeout=5000):
+        window.stop()
+    task = window.evaluate()
+    qtbot.waitUntil(task.done, timeout=20000)
+    assert list(window.training_view.eval_marker.getData()[0]) == [float(window.model_step)]
+
+
+def test_training_shows_steps_per_second_and_time_left(qtbot, window):
+    """The progress bar says how fast the run goes and about how long is left, says "paused"
+    while paused (without counting the pause as slowness), and rests plain once the run ends."""
+    session = start_training(qtbot, window, epochs=200)
+    bar = window.panel.progress
+    qtbot.waitUntil(lambda: "left" in bar.format(), timeout=15000)
+    rate = window.step_rate.rate
+    assert re.search(r"[\d.]+ steps/s, about \d+ (s|min \d\d s|h \d\d min) left", bar.format()), bar.format()
+    left = window.step_rate.seconds_left(bar.maximum())
+    assert left == pytest.approx((bar.maximum() - window.step_rate._points[-1][1]) / rate)
+    window.toggle_pause()
+    assert "paused" in bar.format()
+    with qtbot.waitSignal(session.finished, timeout=5000):
+        window.stop()
+    assert "left" not in bar.format() and "paused" not in bar.format()
+
+
+def test_fast_preset_and_defaults_fill_the_hyperparameters(qtbot, window):
+    from core.presets import FAST_EPOCHS, fast_preset
+
+    window.picker.select("pixelcnn")
+    panel = window.panel
+    assert panel.fast_btn.isEnabled()
+    qtbot.mouseClick(panel.fast_btn, Qt.MouseButton.LeftButton)
+    assert panel.hparams() == pytest.approx(fast_preset("pixelcnn"))
+    assert panel.hparams()["channels"] == 16 and panel.epochs.value() == FAST_EPOCHS
+    qtbot.mouseClick(panel.defaults_btn, Qt.MouseButton.LeftButton)
+    assert panel.hparams()["channels"] == 64 and panel.hparams()["blocks"] == 6
+    window.picker.select("gaussian")
+    assert not panel.fast_btn.isEnabled() and "no fast preset" in panel.fast_btn.toolTip()
+
+
+def test_app_data_dir_names_the_app_once(qapp):
+    """The autosave folder is <user data>/genmodel-sandbox, not .../genmodel-sandbox/genmodel-sandbox
+    (Qt's AppDataLocation appends both the organisation and the application name)."""
+    import gui.main_window as mw
+    from gui import APP_NAME, ORG_NAME
+
+    old = qapp.organizationName(), qapp.applicationName()
+    qapp.setOrganizationName(ORG_NAME)
+    qapp.setApplicationName(APP_NAME)
+    try:
+        folder = mw.app_data_dir()
+    finally:
+        qapp.setOrganizationName(old[0])
+        qapp.setApplicationName(old[1])
+    assert folder.name == APP_NAME and APP_NAME not in folder.parent.parts, folder
+    assert APP_NAME not in mw.documents_dir().parent.parts
+
+
+def test_save_and_load_dialogs_open_in_a_remembered_folder(qtbot, window, tmp_path, monkeypatch):
+    """The first Save dialog opens in <Documents>/genmodel-sandbox (made for it), not the working
+    directory; after saving elsewhere, Save and Load open where the user saved last, also in a
+    new window with the same settings."""
+    import gui.main_window as mw
+    from PySide6.QtWidgets import QFileDialog
+
+    asked: list[str] = []
+    target = tmp_path / "elsewhere" / "mine.safetensors"
+    target.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda parent, title, where, filt: (asked.append(where), (str(target), ""))[1]))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda parent, title, where, filt: (asked.append(where), ("", ""))[1]))
+    session = start_training(qtbot, window, epochs=0.5)
+    qtbot.waitUntil(lambda: not session.running, timeout=20000)
+    window._ask_save()
+    first = Path(asked[0])
+    assert first.parent == tmp_path / "documents" and first.parent.is_dir() and first.name == "fvsbn.safetensors"
+    qtbot.waitUntil(target.is_file, timeout=10000)
+    window._ask_save()
+    window._ask_load()
+    assert Path(asked[1]).parent == target.parent and Path(asked[2]) == target.parent
+    w2 = mw.MainWindow(settings=window.settings)
+    qtbot.addWidget(w2)
+    assert w2.checkpoint_folder() == target.parent
