@@ -4,7 +4,6 @@ trains, renders and completes a digit with the shipped weights)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import sysconfig
@@ -16,19 +15,9 @@ from pathlib import Path
 import pytest
 
 from core import shipped
+from installed import clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of an installed copy: no PYTHONPATH, no project venv on PATH, offscreen Qt."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    prefix = str(Path(sys.prefix).resolve())
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if p and not str(Path(p).resolve()).startswith(prefix))
-    env["QT_QPA_PLATFORM"] = "offscreen"
-    env.update(extra)
-    return env
 
 
 def test_every_package_is_listed_for_the_wheel():
@@ -116,22 +105,32 @@ def test_the_wheel_carries_its_weights_and_passes_its_self_test_outside_the_chec
     Path(site, "project-deps.pth").write_text("\n".join(site_dirs()) + "\n")
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
                         "--no-cache-dir", "-q", str(wheel)], capture_output=True, text=True, timeout=110,
-                       env=clean_env())
+                       env=clean_env(tmp_path / "home"))
     assert r.returncode == 0, r.stdout + r.stderr
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run([str(py), "-c", "import core, gui, genmodel_resources; from core import shipped; "
                             "print(core.__file__); print(shipped.root())"],
-                           cwd=elsewhere, env=clean_env(), capture_output=True, text=True, timeout=60)
+                           cwd=elsewhere, env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=60)
     assert where.returncode == 0, where.stderr
     core_file, res_root = where.stdout.split()
     assert Path(core_file).is_relative_to(site) and Path(res_root) == Path(site) / "genmodel_resources"
 
     r = subprocess.run([str(env_dir / "bin" / "genmodel-sandbox"), "--self-test"], cwd=elsewhere,
-                       env=clean_env(), capture_output=True, text=True, timeout=110)
+                       env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=110)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[ok] complete a digit with the shipped NADE" in r.stdout
     assert f"weights in {site}/genmodel_resources/weights" in r.stdout
     assert "[ok] train 40 steps" in r.stdout and "[ok] render the window offscreen" in r.stdout
     assert r.stdout.strip().endswith("self-test passed")
+
+
+@pytest.mark.slow
+def test_the_app_can_quit_once_its_window_is_shown(tmp_path):
+    """GMS_QUIT_WHEN_SHOWN=1 (bench/cold_start.py): the real app starts, shows its window, says so, quits."""
+    r = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=tmp_path,
+                       env=clean_env(tmp_path, PYTHONPATH=str(ROOT), GMS_QUIT_WHEN_SHOWN="1"),
+                       capture_output=True, text=True, timeout=110)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines() == ["window shown"]
