@@ -86,11 +86,17 @@ def site_dirs() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_the_wheel_carries_its_weights_and_passes_its_self_test_outside_the_checkout(tmp_path):
     wheels = tmp_path / "wheels"
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-                        "--no-cache-dir", "-q", "-w", str(wheels)], capture_output=True, text=True, timeout=110)
-    assert r.returncode == 0, r.stdout + r.stderr
+    wheel_cmd = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-cache-dir", "-q", "-w", str(wheels)]
+    # offline with the environment's own setuptools; where that one is too old for pyproject.toml
+    # (a fresh venv's bundled copy), with pip's isolated build environment instead
+    r = subprocess.run(wheel_cmd + ["--no-build-isolation"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        first = r.stdout + r.stderr
+        r = subprocess.run(wheel_cmd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, first + r.stdout + r.stderr
     (wheel,) = wheels.glob("genmodel_sandbox-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
@@ -104,7 +110,7 @@ def test_the_wheel_carries_its_weights_and_passes_its_self_test_outside_the_chec
                           capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "project-deps.pth").write_text("\n".join(site_dirs()) + "\n")
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
-                        "--no-cache-dir", "-q", str(wheel)], capture_output=True, text=True, timeout=110,
+                        "--no-cache-dir", "-q", str(wheel)], capture_output=True, text=True, timeout=300,
                        env=clean_env(tmp_path / "home"))
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -112,13 +118,13 @@ def test_the_wheel_carries_its_weights_and_passes_its_self_test_outside_the_chec
     elsewhere.mkdir()
     where = subprocess.run([str(py), "-c", "import core, gui, genmodel_resources; from core import shipped; "
                             "print(core.__file__); print(shipped.root())"],
-                           cwd=elsewhere, env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=60)
+                           cwd=elsewhere, env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=120)
     assert where.returncode == 0, where.stderr
     core_file, res_root = where.stdout.split()
     assert Path(core_file).is_relative_to(site) and Path(res_root) == Path(site) / "genmodel_resources"
 
     r = subprocess.run([str(env_dir / "bin" / "genmodel-sandbox"), "--self-test"], cwd=elsewhere,
-                       env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=110)
+                       env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[ok] complete a digit with the shipped NADE" in r.stdout
     assert f"weights in {site}/genmodel_resources/weights" in r.stdout
@@ -127,10 +133,11 @@ def test_the_wheel_carries_its_weights_and_passes_its_self_test_outside_the_chec
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_the_app_can_quit_once_its_window_is_shown(tmp_path):
     """GMS_QUIT_WHEN_SHOWN=1 (bench/cold_start.py): the real app starts, shows its window, says so, quits."""
     r = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=tmp_path,
                        env=clean_env(tmp_path, PYTHONPATH=str(ROOT), GMS_QUIT_WHEN_SHOWN="1"),
-                       capture_output=True, text=True, timeout=110)
+                       capture_output=True, text=True, timeout=280)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines() == ["window shown"]
