@@ -19,12 +19,13 @@ from pathlib import Path
 
 NAME = "genmodel-sandbox"
 GOAL_MB = 700
+MIB = 2**20
 #: (part, what it holds, predicate on a path relative to the bundle's _internal folder)
 PARTS = [
     ("torch", "torch's Python bytecode is in the executable (\"Python and the rest\"); this is its "
               "libraries (libtorch_cpu.so, stripped of symbols) and data",
      lambda p: p.startswith("torch/")),
-    ("Qt", "PySide6 and shiboken6: Qt's libraries (ICU's data is 31 MB of it), the plugins kept",
+    ("Qt", "PySide6 and shiboken6: Qt's libraries (ICU's data is 30 MiB of it), the plugins kept",
      lambda p: p.startswith(("PySide6/", "shiboken6/")) or p.startswith(("libQt6", "libpyside6", "libshiboken6",
                                                                          "libicu"))),
     ("shipped weights and digits", "resources/ as the package genmodel_resources",
@@ -55,17 +56,19 @@ def measure(bundle: Path) -> dict[str, int]:
 
 
 def table(sizes: dict[str, int], dist: Path) -> str:
+    """Sizes in MiB (2^20 bytes: what ``du -sh`` calls M), the total also in MB (10^6)."""
     total = sum(sizes.values())
     notes = {name: note for name, note, _ in PARTS} | {OTHER[0]: OTHER[1]}
-    lines = ["| part | MB | share | what |", "| --- | ---: | ---: | --- |"]
+    lines = ["| part | MiB | share | what |", "| --- | ---: | ---: | --- |"]
     for name, size in sizes.items():
-        lines.append(f"| {name} | {size / 1e6:.0f} | {100 * size / total:.0f} % | {notes[name]} |")
-    lines.append(f"| **total unpacked** | **{total / 1e6:.0f}** | | goal <= {GOAL_MB} MB: "
-                 f"{'met' if total / 1e6 <= GOAL_MB else 'NOT met'} |")
+        lines.append(f"| {name} | {size / MIB:.0f} | {100 * size / total:.0f} % | {notes[name]} |")
+    met = "met" if total / MIB <= GOAL_MB else "NOT met"
+    lines.append(f"| **total unpacked** | **{total / MIB:.0f}** | | {total / 1e6:.0f} MB in units of 10^6 bytes; "
+                 f"goal <= {GOAL_MB} (in du's M, MiB): {met} |")
     packages = sorted([*dist.glob(f"{NAME}*.deb"), *dist.glob(f"{NAME}*.tar.gz")])
     if packages:
         lines.append("")
-        lines.append("Packages: " + ", ".join(f"`{p.name}` {p.stat().st_size / 1e6:.0f} MB" for p in packages) + ".")
+        lines.append("Packages: " + ", ".join(f"`{p.name}` {p.stat().st_size / MIB:.0f} MiB" for p in packages) + ".")
     return "\n".join(lines)
 
 
@@ -88,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
 {platform.system()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}: the one-folder
 PyInstaller bundle `dist/{NAME}/` with the CPU torch. A plain PyInstaller build of the same app was
 988 MB (torch 630, PySide6 130, scipy 78); left out here: scipy and the build and test tools, torch's
-headers, test programs and test libraries, torch's Python sources (its bytecode stays), CUDA
+headers, test programs and test libraries, torch's Python sources (its bytecode stays; the config
+modules keep theirs), CUDA
 libraries (none in a CPU build), Qt's translations and the Qt modules and plugins the app does not
 load (QML, Quick, WebEngine, 3D, Multimedia, PDF, Network, Wayland, EGLFS, GTK3 theme...);
-libtorch_cpu.so is stripped of its symbol table (415 -> 330 MB).
+libtorch_cpu.so is stripped of its symbol table (415 -> 330 MiB).
 
 {body}""")
     return 0
