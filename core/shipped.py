@@ -3,7 +3,7 @@
 They are package data of the package ``genmodel_resources`` (the folder ``resources/`` of the
 source tree, mapped to that name in ``pyproject.toml``), found through :mod:`importlib.resources`:
 in a wheel installed anywhere, in an editable install, in a frozen PyInstaller bundle (which
-collects the folder under the same name) and, unpacked once into the cache, in a zip. A source
+collects the folder under the same name) and, unpacked on first use, in a zip. A source
 checkout run without installing (``PYTHONPATH=.``, ``python main.py``) has no package of that
 name on its path, but has the same folder as the top-level package ``resources``, which is
 trusted only if it carries the marker ``GENMODEL_RESOURCES``. No path is computed from
@@ -12,9 +12,9 @@ trusted only if it carries the marker ``GENMODEL_RESOURCES``. No path is compute
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import importlib.resources
-import os
 import shutil
 import tempfile
 from functools import cache
@@ -57,12 +57,10 @@ def root() -> Path:
     files = _package_files()
     if isinstance(files, Path):
         return files
-    # inside a zip: unpacked once into a private folder (the files are read-only data)
-    dest = Path(tempfile.gettempdir()) / f"{PACKAGE}-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    tmp = Path(tempfile.mkdtemp(prefix=f"{PACKAGE}-"))
-    _copy_tree(files, tmp)
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    # inside a zip: unpacked on first use into a private temporary folder, removed at exit
+    dest = Path(tempfile.mkdtemp(prefix=f"{PACKAGE}-"))
+    atexit.register(shutil.rmtree, dest, True)
+    _copy_tree(files, dest)
     return dest
 
 

@@ -55,7 +55,7 @@ def test_an_unmarked_package_of_that_name_is_not_trusted(tmp_path, monkeypatch):
         shipped.root.cache_clear()
 
 
-def test_resources_inside_a_zip_are_unpacked_once(tmp_path, monkeypatch):
+def test_resources_inside_a_zip_are_unpacked_on_first_use(tmp_path, monkeypatch):
     archive = tmp_path / "app.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("genmodel_resources/__init__.py", "GENMODEL_RESOURCES = True\n")
@@ -68,7 +68,7 @@ def test_resources_inside_a_zip_are_unpacked_once(tmp_path, monkeypatch):
     shipped.root.cache_clear()
     try:
         root = shipped.root()
-        assert root.is_dir() and root.is_relative_to(tmp_path / "tmp")
+        assert root.is_dir() and root.is_relative_to(tmp_path / "tmp") and shipped.root() == root
         assert (shipped.weights_dir() / "x.json").read_text() == '{"a": 1}'
         assert shipped.digits_file().read_bytes() == b"\x00\x01"
         assert not (root / "__init__.py").exists()
