@@ -7,8 +7,8 @@ import asyncio
 import functools
 import json
 import math
-from dataclasses import dataclass
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, Slot

@@ -160,3 +160,15 @@ def test_the_tarball_holds_the_folder(built):
     assert {f"{NAME}/{NAME}", f"{NAME}/_internal/genmodel_resources/digits/valid_sample.npz"} <= names
     on_disk = {f"{NAME}/" + p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file()}
     assert on_disk <= names
+
+
+def test_the_bundle_shows_its_window_on_x11(built, tmp_path):
+    """The X11 platform plugin and the libraries it needs are in the bundle: the real window
+    opens under Xvfb (GMS_QUIT_WHEN_SHOWN=1: it says so once shown, and quits)."""
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("no xvfb-run here")
+    env = clean_env(tmp_path / "home", GMS_QUIT_WHEN_SHOWN="1", QT_QPA_PLATFORM="xcb")
+    r = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", str(EXE)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "window shown", r.stdout + r.stderr
