@@ -120,10 +120,18 @@ def test_the_deb_holds_the_folder_a_launcher_a_desktop_entry_and_an_icon(built):
     assert owners == {"root/root"}
 
 
-def test_the_deb_installs_into_a_separate_root_and_its_launcher_passes_the_self_test(built, tmp_path):
+@pytest.fixture
+def fake_root(tmp_path):
+    """An empty root for dpkg --root; removed afterwards (the installed copy is 700 MB)."""
+    root = tmp_path / "root"
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_deb_installs_into_a_separate_root_and_its_launcher_passes_the_self_test(built, tmp_path, fake_root):
     if shutil.which("dpkg") is None:
         pytest.skip("no dpkg here")
-    root = tmp_path / "root"
+    root = fake_root
     (root / "var/lib/dpkg/info").mkdir(parents=True)
     (root / "var/lib/dpkg/updates").mkdir()
     (root / "var/lib/dpkg/status").write_text("")

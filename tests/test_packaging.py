@@ -4,6 +4,7 @@ trains, renders and completes a digit with the shipped weights)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -85,9 +86,18 @@ def site_dirs() -> list[str]:
     return sorted({paths["purelib"], paths["platlib"]})
 
 
+@pytest.fixture
+def scratch(tmp_path):
+    """A folder for the wheel and its venv, removed afterwards (they hold the weights twice)."""
+    (tmp_path / "scratch").mkdir()
+    yield tmp_path / "scratch"
+    shutil.rmtree(tmp_path / "scratch", ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_the_wheel_carries_its_weights_and_passes_its_self_test_outside_the_checkout(tmp_path):
+def test_the_wheel_carries_its_weights_and_passes_its_self_test_outside_the_checkout(scratch):
+    tmp_path = scratch
     wheels = tmp_path / "wheels"
     wheel_cmd = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-cache-dir", "-q", "-w", str(wheels)]
     # offline with the environment's own setuptools; where that one is too old for pyproject.toml
