@@ -26,14 +26,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from core import registry
+from core import registry, shipped
 from core.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_checkpoint_meta
 from core.protocol import DataKind, GenerativeModel, Likelihood, check_abandoned
 from core.training import clone_model
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = ROOT / "resources" / "weights"
-DIGITS_FILE = ROOT / "resources" / "digits" / "valid_sample.npz"
+DEFAULT_WEIGHTS = shipped.weights_dir()
+DIGITS_FILE = shipped.digits_file()
 CANVAS_SHAPE = (28, 28)
 #: the key of the Training tab's model among the canvas's models (a checkpoint's is its path)
 TRAINING_KEY = "training-tab"

@@ -19,8 +19,9 @@ def test_self_test_passes_and_reports_each_check(tmp_path):
                        text=True, timeout=100)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("[")]
-    assert len(lines) == 4 and all(ln.startswith("[ok]") for ln in lines), r.stdout
+    assert len(lines) == 5 and all(ln.startswith("[ok]") for ln in lines), r.stdout
     assert "qasync" in r.stdout and "render the window offscreen" in r.stdout
+    assert "complete a digit with the shipped NADE" in r.stdout
     assert r.stdout.strip().endswith("self-test passed")
     assert not list(tmp_path.glob("gms-selftest-*")), "the self-test left its temporary folder behind"
 

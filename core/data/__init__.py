@@ -205,7 +205,7 @@ def binarized_mnist(path: str | os.PathLike | None = None, *, mirror: str | None
     except (DownloadError, ValueError, OSError) as exc:
         errors.append(str(exc))
     raise DownloadError("binarized MNIST is not available: " + "; ".join(errors)
-                        + ". Pass the .npz file with --data (keys 'train' and 'valid').")
+                        + ". Use a local copy instead: an .npz file with 'train' and 'valid' arrays.")
 
 
 # --------------------------------------------------------------------------------------------
