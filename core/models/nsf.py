@@ -24,7 +24,7 @@ from torch import nn
 
 from core.models._standardise import fit_standardiser, register_standardiser
 from core.models.realnvp import CouplingFlow, half_masks, mlp
-from core.protocol import DataKind, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
+from core.protocol import DataKind, HParam, Likelihood, ModelInfo, Recipe, batch_size_hparam, lr_hparam
 from core.registry import register
 
 #: smallest bin width, bin height (fractions of the interval) and knot derivative
@@ -125,6 +125,7 @@ class NSF(CouplingFlow):
                     "sampling by inverting the splines in closed form. 2D points only.",
         likelihood=Likelihood.EXACT,
         data_kinds=(DataKind.POINTS_2D,),
+        recipe=Recipe(steps=4000, schedule="cosine", warmup=100),
         hparams=(
             HParam("layers", "int", 6, 1, 32, help="spline coupling layers (halves alternate)"),
             HParam("bins", "int", 12, 2, 64, help="spline bins per coordinate per layer"),
