@@ -57,8 +57,9 @@ def sets_2d() -> list[str]:
     return [n for n, s in toy.TOY_SETS.items() if s.dim == 2]
 
 
-def train_defaults(key: str, ds: datasets.Dataset, seed: int, quick: bool) -> tuple[object, float, int]:
-    """Train family ``key`` on ``ds`` as the playground does by default; (model, seconds, steps)."""
+def train_defaults(key: str, ds: datasets.Dataset, seed: int, quick: bool) -> tuple[object, float, float, int]:
+    """Train family ``key`` on ``ds`` as the playground does by default; (model, wall seconds,
+    CPU seconds of this process, steps). On a shared machine the CPU time is the fair budget."""
     info = registry.info(key)
     torch.manual_seed(seed)
     model = registry.create(key, ds.shape, ds.kind, batch_size=min(256, len(ds.train)))
@@ -71,19 +72,19 @@ def train_defaults(key: str, ds: datasets.Dataset, seed: int, quick: bool) -> tu
                       visuals_every_s=None, num_threads=1)
     trainer = Trainer(model, ds, cfg)
     run = PolicyRun(trainer, TrainingPolicy.of(info.recipe), float(model.hparams.get("lr", 1e-3)))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for snap in run.run():
         if snap.event in (Event.NONFINITE, Event.ERROR):
             raise RuntimeError(f"{key} on {ds.name}: {snap.message}")
-    return model, time.perf_counter() - t0, trainer.step
+    return model, time.perf_counter() - t0, time.process_time() - c0, trainer.step
 
 
 def run_density(key: str, name: str, quick: bool) -> dict:
     ds = datasets.load(name, n=N_TRAIN, seed=SEED)
-    model, wall, steps = train_defaults(key, ds, SEED, quick)
+    model, wall, cpu, steps = train_defaults(key, ds, SEED, quick)
     nll = evaluate(model, ds.valid).nats
     out = {"kind": "density", "model": key, "data": name, "seed": SEED, "steps": steps, "wall_s": wall,
-           "nll": nll, "quick": quick}
+           "cpu_s": cpu, "nll": nll, "quick": quick}
     lp = toy.log_density(name, ds.valid, ds.meta.get("noise"))
     if lp is not None:
         entropy = toy.true_entropy(name, ds.meta.get("noise"))
@@ -95,12 +96,12 @@ def run_density(key: str, name: str, quick: bool) -> dict:
 
 def run_gan(name: str, seed: int, quick: bool) -> dict:
     ds = datasets.load(name, n=N_TRAIN, seed=SEED)
-    model, wall, steps = train_defaults("gan", ds, seed, quick)
+    model, wall, cpu, steps = train_defaults("gan", ds, seed, quick)
     centres, std = toy.modes(name)
     s = model.sample(N_SAMPLES, generator=torch.Generator().manual_seed(seed + 2)).numpy()
     cov = toy.mode_coverage(s, centres, std, min_count=1)
     return {"kind": "gan", "model": "gan", "data": name, "seed": seed, "steps": steps, "wall_s": wall,
-            "modes": cov["modes_covered"], "n_modes": cov["n_modes"], "high_quality": cov["high_quality"],
+            "cpu_s": cpu, "modes": cov["modes_covered"], "n_modes": cov["n_modes"], "high_quality": cov["high_quality"],
             "quick": quick}
 
 
@@ -127,19 +128,20 @@ def _density_table(rows: dict[tuple, dict]) -> tuple[str, int, int, list[str]]:
                 cells.append("not run")
                 missing.append(f"{key}/{name}")
             elif "gap" not in r:
-                cells.append(f"NLL {r['nll']:.2f} (no true density), {r['wall_s']:.0f} s")
+                cells.append(f"NLL {r['nll']:.2f} (no true density), {r['cpu_s']:.0f} s")
             else:
-                ok = r["gap"] <= GOAL and r["wall_s"] <= BUDGET_S and not r["quick"]
+                ok = r["gap"] <= GOAL and r["cpu_s"] <= BUDGET_S and not r["quick"]
                 scored += 1
                 met += ok
                 cells.append(f"{'**' if not ok else ''}{r['gap']:+.3f}{'**' if not ok else ''} "
-                             f"({r['steps']} steps, {r['wall_s']:.0f} s{', quick' if r['quick'] else ''})")
+                             f"({r['steps']} steps, {r['cpu_s']:.0f} s{', quick' if r['quick'] else ''})")
         lines.append(f"| {registry.info(key).name} | " + " | ".join(cells) + " |")
     return "\n".join(lines), met, scored, missing
 
 
 def _gan_table(rows: dict[tuple, dict], seeds: int) -> tuple[str, list[str]]:
-    lines = ["| data | seed | steps | modes | high quality | wall | goal met |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| data | seed | steps | modes | high quality | CPU time (wall) | goal met |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     missing = []
     for name, need in GAN_SETS.items():
         for seed in range(seeds):
@@ -148,10 +150,11 @@ def _gan_table(rows: dict[tuple, dict], seeds: int) -> tuple[str, list[str]]:
                 missing.append(f"gan/{name}/seed {seed}")
                 lines.append(f"| {name} | {seed} | | not run | | | |")
                 continue
-            ok = (r["modes"] >= need and r["high_quality"] >= GOAL_HQ and r["wall_s"] <= BUDGET_S
+            ok = (r["modes"] >= need and r["high_quality"] >= GOAL_HQ and r["cpu_s"] <= BUDGET_S
                   and not r["quick"])
             lines.append(f"| {name} | {seed} | {r['steps']} | {r['modes']}/{r['n_modes']} "
-                         f"| {100 * r['high_quality']:.1f} % | {r['wall_s']:.0f} s | {'yes' if ok else 'no'} |")
+                         f"| {100 * r['high_quality']:.1f} % | {r['cpu_s']:.0f} s ({r['wall_s']:.0f} s) "
+                         f"| {'yes' if ok else 'no'} |")
     return "\n".join(lines), missing
 
 
@@ -178,12 +181,13 @@ def write(path: Path, seeds: int, note: str) -> None:
     write_section("defaults_2d", f"""
 ## The playground's defaults on every built-in 2D set (issue 14)
 
-`python -m bench.defaults_2d` on {machine()}, one torch thread, a machine shared with other jobs
-(the wall times are upper bounds). Every exact 2D model is trained as the playground trains it
-when nothing is edited (its default hyperparameters, batch 256, its recipe of steps and
-learning-rate schedule through `core.policy.PolicyRun`) on `core.data.load(name, n={N_TRAIN}, seed={SEED})`,
+`python -m bench.defaults_2d` on {machine()}, one torch thread, on a machine shared with other jobs
+(load average up to ~10 on 2 cores), so the time shown, and held to the 5-minute budget, is the
+process's CPU time for training (`time.process_time`), not the wall time (in the JSON lines).
+Every exact 2D model is trained as the playground trains it when nothing is edited (its default
+hyperparameters, batch 256, its recipe of steps and learning-rate schedule through `core.policy.PolicyRun`) on `core.data.load(name, n={N_TRAIN}, seed={SEED})`,
 then scored on the {N_TRAIN // 4} held-out points. Each cell: held-out NLL minus the true entropy
-(nats; goal <= {GOAL}, in bold where missed or over {BUDGET_S:.0f} s), the steps and the training time.
+(nats; goal <= {GOAL}, in bold where missed or over {BUDGET_S:.0f} s), the steps and the CPU time of training.
 The held-out sample's own noise is about +-0.01-0.02 nats (see the density quality section).
 True entropies: {entropies}. No true density is known for {no_density}: their NLL is shown, not scored.
 {note}
