@@ -186,8 +186,9 @@ def write(path: Path, seeds: int, note: str) -> None:
 process's CPU time for training (`time.process_time`), not the wall time (in the JSON lines).
 Every exact 2D model is trained as the playground trains it when nothing is edited (its default
 hyperparameters, batch 256, its recipe of steps and learning-rate schedule through
-`core.policy.PolicyRun`) on `core.data.load(name, n={N_TRAIN}, seed={SEED})`, then scored on the {N_TRAIN // 4} held-out points. Each cell: held-out NLL minus the true entropy
-(nats; goal <= {GOAL}, in bold where missed or over {BUDGET_S:.0f} s), the steps and the CPU time of training.
+`core.policy.PolicyRun`) on `core.data.load(name, n={N_TRAIN}, seed={SEED})`, then scored on the
+{N_TRAIN // 4} held-out points. Each cell: held-out NLL minus the true entropy (nats; goal <= {GOAL},
+in bold where missed or over {BUDGET_S:.0f} s), the steps and the CPU time of training.
 The held-out sample's own noise is about +-0.01-0.02 nats (see the density quality section).
 True entropies: {entropies}. No true density is known for {no_density}: their NLL is shown, not scored.
 {note}
