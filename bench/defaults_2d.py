@@ -215,7 +215,8 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a tenth of the steps: checks the script, not the goal")
     p.add_argument("--models", default=None, help="exact 2D models, comma-separated (default: all)")
     p.add_argument("--data", default=None, help="2D sets, comma-separated (default: all)")
-    p.add_argument("--gan-seeds", type=int, default=5)
+    p.add_argument("--gan-seeds", type=int, default=5, help="GAN training seeds 0 .. N-1 (the table lists them all)")
+    p.add_argument("--first-seed", type=int, default=0, help="run the GAN seeds from this one on (to run them in parts)")
     p.add_argument("--no-gan", action="store_true")
     p.add_argument("--no-density", action="store_true")
     p.add_argument("--results", type=Path, default=RESULTS, help="JSON lines to append to and write from")
@@ -230,7 +231,8 @@ def main() -> None:
         p.error(f"{bad!r} is not an exact 2D model nor a 2D set")
     jobs = [] if args.no_density else [(run_density, (k, n, args.quick)) for k in models for n in names]
     if not args.no_gan:
-        jobs += [(run_gan, (n, s, args.quick)) for n in GAN_SETS if n in names for s in range(args.gan_seeds)]
+        jobs += [(run_gan, (n, s, args.quick)) for s in range(args.first_seed, args.gan_seeds)
+                 for n in GAN_SETS if n in names]
     load = os.getloadavg()[0]
     for fn, fargs in jobs:
         r = fn(*fargs)
