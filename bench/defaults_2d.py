@@ -216,7 +216,7 @@ def main() -> None:
     p.add_argument("--models", default=None, help="exact 2D models, comma-separated (default: all)")
     p.add_argument("--data", default=None, help="2D sets, comma-separated (default: all)")
     p.add_argument("--gan-seeds", type=int, default=5, help="GAN training seeds 0 .. N-1 (the table lists them all)")
-    p.add_argument("--first-seed", type=int, default=0, help="run the GAN seeds from this one on (to run them in parts)")
+    p.add_argument("--first-seed", type=int, default=0, help="run the GAN seeds from this one on (in parts)")
     p.add_argument("--no-gan", action="store_true")
     p.add_argument("--no-density", action="store_true")
     p.add_argument("--results", type=Path, default=RESULTS, help="JSON lines to append to and write from")
