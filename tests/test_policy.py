@@ -132,7 +132,7 @@ def test_a_real_trainer_uses_the_scheduled_rate_at_every_step():
 
 
 def test_held_cosine_keeps_the_rate_then_decays_over_the_rest():
-    """The GAN's recipe: the rate held for 60 % of the run, then a cosine decay to 2 %."""
+    """A held cosine (the GAN's recipe): the rate held for 60 % of the run, then a decay to 2 %."""
     p = TrainingPolicy("cosine", hold=0.6)
     assert p.scheduled
     assert [p.lr_at(s, 1000, 1e-3) for s in (0, 300, 600)] == [1e-3, 1e-3, 1e-3]
