@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from core.protocol import Recipe
 from core.training import EVALUATED
 
 #: the learning-rate schedules after the warm-up
@@ -23,13 +24,16 @@ SCHEDULES = ("constant", "cosine")
 COSINE_FLOOR = 0.02
 
 
-def lr_at(step: int, total: int, base: float, schedule: str = "constant", warmup: int = 0) -> float:
+def lr_at(step: int, total: int, base: float, schedule: str = "constant", warmup: int = 0,
+          hold: float = 0.0) -> float:
     """The learning rate for ``step`` (0-based) of ``total``: linear warm-up over ``warmup``
-    steps, then constant or a cosine decay to 2 % of ``base`` at ``total``."""
+    steps, then constant or, after holding ``base`` for a fraction ``hold`` of the remaining
+    steps, a cosine decay to 2 % of ``base`` at ``total``."""
     if warmup and step < warmup:
         return base * (step + 1) / warmup
     if schedule == "cosine":
-        frac = min(1.0, (step - warmup) / max(1, total - warmup))
+        start = warmup + hold * max(0, total - warmup)
+        frac = min(1.0, max(0.0, step - start) / max(1.0, total - start))
         return base * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * frac)))
     return base
 
@@ -44,12 +48,21 @@ class TrainingPolicy:
     warmup: int = 0
     keep_best: bool = False
     patience: int = 0
+    #: with the cosine schedule, the fraction of the steps after the warm-up held at the base rate
+    hold: float = 0.0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown learning-rate schedule {self.schedule!r}: use {' or '.join(SCHEDULES)}")
         if int(self.warmup) < 0 or int(self.patience) < 0:
             raise ValueError(f"warm-up steps and patience must be >= 0, got {self.warmup} and {self.patience}")
+        if not 0.0 <= float(self.hold) < 1.0:
+            raise ValueError(f"the held fraction must be in [0, 1), got {self.hold}")
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> "TrainingPolicy":
+        """The schedule of a family's :class:`~core.protocol.Recipe` (what the playground runs)."""
+        return cls(schedule=recipe.schedule, warmup=recipe.warmup, hold=recipe.hold)
 
     @property
     def scheduled(self) -> bool:
@@ -57,7 +70,7 @@ class TrainingPolicy:
         return self.schedule != "constant" or self.warmup > 0
 
     def lr_at(self, step: int, total: int, base: float) -> float:
-        return lr_at(step, total, base, self.schedule, self.warmup)
+        return lr_at(step, total, base, self.schedule, self.warmup, self.hold)
 
     def curve(self, total: int, base: float, points: int = 100) -> tuple[np.ndarray, np.ndarray]:
         """The planned schedule over steps 0 .. ``total``: ``points`` (step, lr) pairs."""

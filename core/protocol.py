@@ -158,6 +158,24 @@ TRAINING_HPARAMS: tuple[HParam, ...] = (lr_hparam(), batch_size_hparam())
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How a family trains when nobody says otherwise (the playground's defaults): ``steps``, and
+    the learning-rate schedule (:mod:`core.policy`): a linear warm-up over ``warmup`` steps, then
+    the rate held for a fraction ``hold`` of the remaining steps, then ``schedule`` ("constant"
+    or "cosine", a decay to 2 % of the rate at the last step). ``bench/defaults_2d.py`` checks the
+    recipes of the 2D families on every built-in 2D set."""
+
+    steps: int = 3000
+    schedule: str = "constant"
+    warmup: int = 0
+    hold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if int(self.steps) < 1 or int(self.warmup) < 0 or not 0.0 <= float(self.hold) < 1.0:
+            raise ValueError(f"a recipe needs steps >= 1, warmup >= 0 and 0 <= hold < 1, got {self}")
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the registry knows of a family: for the picker, the CLI and the checkpoints."""
 
@@ -173,6 +191,8 @@ class ModelInfo:
     full_batch: bool = False
     #: Class-conditional: trained on labelled data, every method takes ``labels=``.
     conditional: bool = False
+    #: The steps and learning-rate schedule the playground trains with by default.
+    recipe: Recipe = field(default_factory=Recipe)
 
     def all_hparams(self) -> tuple[HParam, ...]:
         own = {h.name for h in self.hparams}

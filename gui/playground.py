@@ -24,6 +24,7 @@ from core import data as datasets
 from core import registry
 from core.data import toy
 from core.control import Frame
+from core.policy import TrainingPolicy
 from core.training import EVALUATED, Event, TrainConfig, Trainer
 from core.protocol import DataKind, Visuals, grid_points
 from gui.comparison_view import TABLE_COLUMNS, ComparisonView, format_rows
@@ -35,6 +36,8 @@ from gui.point_data import PAINTED, PointDataControls
 from gui.style import COLORS, fixed_width
 from gui.worker import TrainingSession
 
+#: what the steps and learning-rate boxes show at 0: each model uses its own (its recipe)
+OWN = "each model's own"
 #: frames per second handed over by the worker: above the 30 fps repaint timer, so that a
 #: ~20 ms training step still gives a new frame at every repaint
 FRAME_FPS = 60
@@ -134,7 +137,10 @@ class PlaygroundPanel(QWidget):
         return self.hp_box
 
     def _build_run_box(self) -> QGroupBox:
-        self.steps_spin = QSpinBox(objectName="playSteps", minimum=1, maximum=1_000_000, value=3000, singleStep=500)
+        self.steps_spin = QSpinBox(objectName="playSteps", minimum=0, maximum=1_000_000, value=0, singleStep=500)
+        self.steps_spin.setSpecialValueText(OWN)  # 0: each model's recipe
+        self.steps_spin.setToolTip("training steps of every model; at 0, each model's own recipe (its steps and "
+                                   "learning-rate schedule, checked on every built-in set in BENCHMARKS.md)")
         self.train_btn = QPushButton("Play", objectName="playButton")
         self.pause_btn = QPushButton("Pause", objectName="playPause")
         self.step_btn = QPushButton("Step", objectName="playStep")
@@ -144,9 +150,11 @@ class PlaygroundPanel(QWidget):
         self.speed.setValue(11)
         self.speed.setToolTip("steps per second: 1, 2, 4 … 1000, or full speed")
         self.speed_label = fixed_width(QLabel("full speed"), "1024 steps/s")
-        self.lr_spin = QDoubleSpinBox(objectName="playLr", decimals=5, minimum=1e-5, maximum=1.0, value=0.003,
+        self.lr_spin = QDoubleSpinBox(objectName="playLr", decimals=5, minimum=0.0, maximum=1.0, value=0.0,
                                       singleStep=0.0005)
-        self.lr_spin.setToolTip("learning rate of every gradient-trained model; editable while training")
+        self.lr_spin.setSpecialValueText(OWN)  # 0: each model's own default rate
+        self.lr_spin.setToolTip("learning rate of every gradient-trained model (the peak of its schedule); at 0, "
+                                "each model's own; editable while training")
         self.train_btn.clicked.connect(self.play)
         self.pause_btn.clicked.connect(self.toggle_pause)
         self.step_btn.clicked.connect(self.step)
@@ -415,11 +423,11 @@ class PlaygroundPanel(QWidget):
             for key in keys:
                 info = registry.info(key)
                 hp = dict(self.model_hparams.get(key, {}))
-                if any(h.name == "lr" for h in info.all_hparams()) and "lr" not in hp:
+                if self.lr_spin.value() > 0 and "lr" not in hp:
                     hp["lr"] = self.lr_spin.value()
                 hp.setdefault("batch_size", min(256, max(1, len(ds.train))))
                 model = registry.create(key, ds.shape, ds.kind, **hp)
-                steps = self.steps_spin.value()
+                steps = self.steps_spin.value() or info.recipe.steps
                 if info.full_batch:
                     steps = min(steps, 200)  # fits and EM iterations: few are needed
                 cfg = TrainConfig(max_steps=steps, seed=self.seed_spin.value(), device="cpu",
@@ -432,7 +440,8 @@ class PlaygroundPanel(QWidget):
         self._make_tiles(keys)
         self._init_results(keys, ds)
         self.running_keys = keys
-        self.session = TrainingSession(trainers, fps=max(self.fps, FRAME_FPS), parent=self)
+        self.session = TrainingSession(trainers, fps=max(self.fps, FRAME_FPS), parent=self,
+                                       policy=[TrainingPolicy.of(registry.info(k).recipe) for k in keys])
         self.session.frame.connect(self._on_frame)
         self.session.failed.connect(self._on_failed)
         self.session.finished.connect(self._on_finished)
@@ -474,7 +483,7 @@ class PlaygroundPanel(QWidget):
 
     @Slot(float)
     def _on_lr(self, lr: float) -> None:
-        if self.running:
+        if self.running and lr > 0:
             for i, t in enumerate(self.session.trainers):
                 if not t.model.info.full_batch:
                     try:

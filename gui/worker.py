@@ -70,11 +70,15 @@ class TrainingSession(QObject):
     finished = Signal()
 
     def __init__(self, trainer: Trainer | list[Trainer], fps: float = 30.0, parent: QObject | None = None,
-                 policy: TrainingPolicy | None = None):
+                 policy: TrainingPolicy | list[TrainingPolicy] | None = None):
         super().__init__(parent)
         self.trainers = list(trainer) if isinstance(trainer, (list, tuple)) else [trainer]
         self.trainer = self.trainers[0]
-        self.runs = [policy_run(t, policy) for t in self.trainers]  # the training policy, per trainer
+        policies = list(policy) if isinstance(policy, (list, tuple)) else [policy] * len(self.trainers)
+        if len(policies) != len(self.trainers):
+            raise ValueError(f"{len(policies)} training policies for {len(self.trainers)} trainers")
+        # the training policy, per trainer (one for all, or one each)
+        self.runs = [policy_run(t, p) for t, p in zip(self.trainers, policies)]
         self.control = RunControl()
         self.frames_received = 0
         self.last_frame: Frame | None = None

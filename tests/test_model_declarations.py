@@ -22,7 +22,7 @@ TRAINING_DEFAULTS = {
     "wavenet": (0.002, True, 64), "adaptive_kde": (0.001, False, 64), "gaussian": (0.001, False, 64),
     "gmm": (0.001, False, 64), "histogram": (0.001, False, 64), "inversion": (0.001, True, 64),
     "kde": (0.001, False, 64), "neural_cdf": (0.02, True, 64), "knn": (0.001, False, 64),
-    "nice": (0.001, True, 256), "realnvp": (0.002, True, 256), "gan": (0.001, True, 256),
+    "nice": (0.001, True, 256), "nsf": (0.003, True, 256), "realnvp": (0.002, True, 256), "gan": (0.001, True, 256),
     "vae": (0.001, True, 100), "cvae": (0.001, True, 100), "ae": (0.001, True, 100),
     "dcgan": (0.0002, True, 64), "cgan": (0.0002, True, 64),
 }

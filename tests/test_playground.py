@@ -258,3 +258,34 @@ def test_every_point_model_trains_on_every_built_in_set_in_the_playground(qtbot,
                 assert f.snapshot.event == "finished", (name, keys[i], f.snapshot.message)
                 assert pg_tab.rows[i]["step"] > 0
         assert len(pg_tab.tiles) == len(keys) + 1
+
+
+def test_defaults_train_each_model_with_its_own_recipe(qtbot, pg_tab):
+    """Steps and learning rate left at "each model's own": every model gets its recipe's steps,
+    its own default rate and its schedule (the GAN: 20000 steps at 1e-3, held then decayed), as
+    bench/defaults_2d.py measures them; a number typed in applies to all."""
+    from core import registry
+    choose_set(pg_tab, "ring8")
+    pg_tab.steps_spin.setValue(0)
+    assert pg_tab.steps_spin.text() == "each model's own" and pg_tab.lr_spin.text() == "each model's own"
+    pg_tab.set_checked(["gan", "nsf"])
+    session = pg_tab.play()
+    assert session is not None, pg_tab.window().last_error
+    runs = dict(zip(pg_tab.running_keys, session.runs))
+    gan = runs["gan"]
+    for key, run in runs.items():
+        info = registry.info(key)
+        assert run.trainer.total_steps == info.recipe.steps
+        assert run.trainer.model.hparams["lr"] == info.defaults()["lr"]
+        assert run.policy == run.policy.of(info.recipe) and run.policy.schedule == "cosine"
+    assert gan.trainer.total_steps == 20000 and gan.base_lr == 1e-3
+    assert gan.lr_at(9000) == 1e-3 and gan.lr_at(19999) < 1e-4
+    with qtbot.waitSignal(session.finished, timeout=10000):
+        pg_tab.stop_training()
+    pg_tab.steps_spin.setValue(40)
+    pg_tab.lr_spin.setValue(0.002)
+    pg_tab.set_checked(["gan"])
+    session = pg_tab.play()
+    assert session.runs[0].trainer.total_steps == 40 and session.runs[0].base_lr == 0.002
+    with qtbot.waitSignal(session.finished, timeout=10000):
+        pg_tab.stop_training()

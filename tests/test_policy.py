@@ -129,3 +129,30 @@ def test_a_real_trainer_uses_the_scheduled_rate_at_every_step():
     assert [s for s, _ in used] == list(range(1, 31))
     assert [lr for _, lr in used] == [pytest.approx(lr_at(s - 1, 30, 0.05, "cosine", 5)) for s, _ in used]
     assert used[0][1] == pytest.approx(0.01) and used[-1][1] < 0.005
+
+
+def test_held_cosine_keeps_the_rate_then_decays_over_the_rest():
+    """A held cosine (the GAN's recipe): the rate held for 60 % of the run, then a decay to 2 %."""
+    p = TrainingPolicy("cosine", hold=0.6)
+    assert p.scheduled
+    assert [p.lr_at(s, 1000, 1e-3) for s in (0, 300, 600)] == [1e-3, 1e-3, 1e-3]
+    assert p.lr_at(800, 1000, 1e-3) == pytest.approx(1e-3 * (0.02 + 0.98 * 0.5))  # half way down
+    assert p.lr_at(1000, 1000, 1e-3) == pytest.approx(2e-5)
+    lrs = [p.lr_at(s, 1000, 1.0) for s in range(600, 1001)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[1] < 1.0
+    # with a warm-up, the hold counts the steps after it
+    assert lr_at(59, 110, 1.0, "cosine", 10, hold=0.5) == 1.0 and lr_at(61, 110, 1.0, "cosine", 10, hold=0.5) < 1.0
+    with pytest.raises(ValueError, match="held fraction"):
+        TrainingPolicy("cosine", hold=1.0)
+
+
+def test_recipes_become_policies_and_bad_recipes_are_refused():
+    from core.protocol import Recipe
+    gan = registry.info("gan").recipe
+    assert TrainingPolicy.of(gan) == TrainingPolicy("cosine", warmup=gan.warmup, hold=gan.hold)
+    assert not TrainingPolicy.of(Recipe()).scheduled  # the default recipe: constant rate, no warm-up
+    for bad in ({"steps": 0}, {"warmup": -1}, {"hold": 1.5}):
+        with pytest.raises(ValueError, match="recipe"):
+            Recipe(**bad)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainingPolicy.of(Recipe(schedule="linear"))

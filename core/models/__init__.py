@@ -3,6 +3,7 @@
 from core.models import fvsbn  # noqa: F401
 from core.models import realnvp  # noqa: F401
 from core.models import nice  # noqa: F401
+from core.models import nsf  # noqa: F401
 from core.models import rnade  # noqa: F401
 from core.models import gan  # noqa: F401
 from core.models import dae  # noqa: F401

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.models.realnvp import CouplingFlow, half_masks, mlp
-from core.protocol import DataKind, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
+from core.protocol import DataKind, HParam, Likelihood, ModelInfo, Recipe, batch_size_hparam, lr_hparam
 from core.registry import register
 
 
@@ -47,8 +47,9 @@ class NICE(CouplingFlow):
                     "variables; sampling by inverting the layers. 2D points only.",
         likelihood=Likelihood.EXACT,
         data_kinds=(DataKind.POINTS_2D,),
+        recipe=Recipe(steps=6000, schedule="cosine", warmup=100),
         hparams=(
-            HParam("layers", "int", 4, 1, 64, help="additive coupling layers (halves alternate)"),
+            HParam("layers", "int", 8, 1, 64, help="additive coupling layers (halves alternate)"),
             HParam("hidden", "int", 64, 2, 1024, log=True, help="units per hidden layer of each coupling's MLP"),
             HParam("depth", "int", 3, 1, 8, help="hidden layers per coupling MLP"),
             HParam("prior", "choice", "normal", choices=("normal", "logistic"),

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, Recipe, batch_size_hparam, lr_hparam
 from core.registry import register
 
 LOG_2PI = math.log(2 * math.pi)
@@ -196,6 +196,7 @@ class RealNVP(CouplingFlow):
                     "by change of variables; sampling by inverting the layers. 2D points only.",
         likelihood=Likelihood.EXACT,
         data_kinds=(DataKind.POINTS_2D,),
+        recipe=Recipe(steps=6000, schedule="cosine", warmup=100),
         hparams=(
             HParam("layers", "int", 12, 1, 64, help="affine coupling layers (halves alternate)"),
             HParam("hidden", "int", 64, 2, 1024, log=True, help="units per hidden layer of each coupling's MLP"),

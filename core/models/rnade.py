@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
+from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, Recipe, batch_size_hparam, lr_hparam
 from core.registry import register
 
 LOG_2PI = math.log(2 * math.pi)
@@ -41,6 +41,7 @@ class RNADE(GenerativeModel):
                     "Exact likelihood; ancestral sampling. 1D and 2D points.",
         likelihood=Likelihood.EXACT,
         data_kinds=(DataKind.POINTS_1D, DataKind.POINTS_2D),
+        recipe=Recipe(steps=4000, schedule="cosine", warmup=100),
         hparams=(
             HParam("components", "int", 10, 1, 200, help="Gaussians in each conditional mixture (K)"),
             HParam("hidden", "int", 64, 1, 2048, log=True, help="units in the shared hidden layer"),
