@@ -35,8 +35,8 @@ from gui.jobs import Jobs, PacedPuller, error_message
 from gui.latent_map import LatentMap
 from gui.latent_models import ModelsMixin
 from gui.latent_sliders import LatentSliders
-from gui.latent_state import (CLASSES, MAP_N, LatentEntry, LatentState, MapResult, compute_map, decode_digits,
-                              read_digit_labels)
+from gui.latent_state import (CLASSES, DRAG_THREADS, MAP_N, LatentEntry, LatentState, MapResult, compute_map,
+                              decode_digits, read_digit_labels)
 from gui.latent_tools import PULL_BUDGET_S, EncodeBox, InterpolateBox, ToolsMixin
 from gui.latent_views import ImageStrip
 
@@ -258,6 +258,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
             return
         t0 = time.perf_counter()
         try:
+            latent.pin_torch_threads(DRAG_THREADS)
             img = latent.decode(e.model, self.state.z, self.state.digit_or_none())[0]
         except LatentError as exc:
             self.image_view.clear_images()
@@ -276,6 +277,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         if e is None or not e.conditional or self.state.dim == 0:
             return
         try:
+            latent.pin_torch_threads(DRAG_THREADS)
             self.digit_row.set_images(decode_digits(e.model, self.state.z))
         except LatentError as exc:
             self.digit_row.clear_images()
