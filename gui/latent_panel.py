@@ -38,7 +38,7 @@ from gui.latent_sliders import LatentSliders
 from gui.latent_state import (CLASSES, DRAG_THREADS, MAP_N, LatentEntry, LatentState, MapResult, compute_map,
                               decode_digits, read_digit_labels)
 from gui.latent_tools import PULL_BUDGET_S, EncodeBox, InterpolateBox, ToolsMixin
-from gui.latent_views import ImageStrip
+from gui.latent_views import ImageStrip, TextReadout
 
 FOLLOW_MS = 1000  # how often the Training tab's model is looked at while this tab is shown
 ROW_MS = 40  # the ten-digit row and the timing label redraw at most this often while dragging
@@ -111,7 +111,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         self.image_view = ImageStrip(tiles=1, min_height=200)
         self.image_view.setObjectName("latentImage")
         lv.addWidget(self.image_view, 2)
-        self.decode_label = QLabel(objectName="decodeLabel")
+        self.decode_label = TextReadout(objectName="decodeLabel")
         lv.addWidget(self.decode_label)
         self.sliders = LatentSliders(self.state)
         self.sliders.refused.connect(self._on_refused)

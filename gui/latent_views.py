@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QImage
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 SIDE = 28
@@ -43,6 +44,33 @@ class GreyImageItem(pg.ImageItem):
         super().render()
         if self.qimage is not None and self.qimage.format() == QImage.Format.Format_Grayscale8:
             self.qimage = self.qimage.convertToFormat(QImage.Format.Format_RGB32)
+
+
+class TextReadout(QWidget):
+    """One line of text that changes often (the slider move's timing, 25 times a second while
+    dragging) without relayouting the tab: a QLabel asks its parent's layout to recompute on every
+    new text (three nested layouts here), this one only repaints itself. Its height is one line,
+    its width whatever the layout gives it (longer text is cut)."""
+
+    def __init__(self, parent: QWidget | None = None, objectName: str = ""):
+        super().__init__(parent, objectName=objectName)
+        self._text = ""
+        self.setFixedHeight(self.fontMetrics().height() + 4)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:
+        if text != self._text:
+            self._text = text
+            self.update()
+
+    def paintEvent(self, _ev) -> None:
+        p = QPainter(self)
+        p.setPen(self.palette().windowText().color())
+        p.drawText(self.rect(), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), self._text)
+        p.end()
 
 
 class ImageStrip(pg.GraphicsLayoutWidget):

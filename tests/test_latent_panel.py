@@ -201,6 +201,34 @@ def test_a_slider_move_decodes_on_the_gui_threads_pinned_torch_threads(qtbot, pa
     np.testing.assert_allclose(shown(panel), latent.decode(panel.entry.model, panel.state.z)[0])
 
 
+def test_dragging_a_slider_does_not_relayout_the_tab(qtbot, panel):
+    """A move repaints the digit, the slider, its value and the timing line; none of them asks the
+    tab's layouts to recompute (a QLabel for the timing did, at every new text)."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication
+
+    class Count(QObject):
+        n = 0
+
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.LayoutRequest:
+                Count.n += 1
+            return False
+
+    choose(qtbot, panel, "vae")
+    qtbot.wait(100)
+    counter = Count()
+    QApplication.instance().installEventFilter(counter)
+    try:
+        for i in range(12):
+            panel.sliders.sliders[0].setValue(40 * i - 200)
+            qtbot.wait(45)  # the timing line's timer (ROW_MS) fires between moves
+    finally:
+        QApplication.instance().removeEventFilter(counter)
+    assert panel.decode_label.text().startswith("decoded in")
+    assert Count.n == 0
+
+
 def test_reset_randomise_and_temperature(qtbot, panel):
     choose(qtbot, panel, "ae")
     s = panel.sliders
