@@ -11,10 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal, Slot
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QPainterPath, QPen
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QGraphicsItem, QGraphicsPathItem, QHBoxLayout, QLabel,
+                               QVBoxLayout, QWidget)
 
 from core.latent import LatentError
 from gui.latent_state import CLASSES, LATENT_RANGE, LatentState, MapResult
+from gui.latent_views import GreyImageItem
 from gui.style import SteadyLabel
 
 #: one colour per digit (matplotlib's tab10)
@@ -43,6 +46,42 @@ class MapViewBox(pg.ViewBox):
             self.picked.emit(float(p.x()), float(p.y()))
         else:
             super().mouseDragEvent(ev, axis)
+
+
+class CrossMarker(QGraphicsPathItem):
+    """The current point: a "+" of ``size`` pixels whatever the zoom, moved with ``setPos``. Drawn
+    by Qt itself (a path item), so following a slider costs no Python paint code and no
+    bounding-box search of a scatter item."""
+
+    def __init__(self, size: float = 14.0, width: float = 3.0, colour=(255, 60, 60)):
+        path = QPainterPath()
+        h = size / 2
+        path.moveTo(-h, 0)
+        path.lineTo(h, 0)
+        path.moveTo(0, -h)
+        path.lineTo(0, h)
+        super().__init__(path)
+        pen = QPen(pg.mkColor(*colour))
+        pen.setWidthF(width)
+        pen.setCosmetic(True)
+        self.setPen(pen)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self.setZValue(10)
+        self.hide()
+
+    def show_at(self, x: float | None, y: float | None = None) -> None:
+        """Put the cross at (x, y) in the view's coordinates; None hides it."""
+        if x is None:
+            self.hide()
+            return
+        self.setPos(float(x), float(y))
+        self.show()
+
+    def getData(self) -> tuple[np.ndarray, np.ndarray]:
+        """([x], [y]) where it is, or two empty arrays when hidden (as a scatter item's)."""
+        if not self.isVisible():
+            return np.zeros(0), np.zeros(0)
+        return np.array([self.pos().x()]), np.array([self.pos().y()])
 
 
 class LatentMap(QWidget):
@@ -84,13 +123,14 @@ class LatentMap(QWidget):
         self.vb = MapViewBox(lockAspect=True, enableMenu=False)
         self.plot = self.view.addPlot(viewBox=self.vb)
         self.plot.showGrid(x=False, y=False)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = GreyImageItem(axisOrder="row-major")
         self.scatter = pg.ScatterPlotItem(size=4, pen=None)
         self.path = pg.PlotDataItem(pen=pg.mkPen(255, 200, 60, width=2))
         self.encoded = pg.ScatterPlotItem(size=16, symbol="star", pen=pg.mkPen("k"), brush=pg.mkBrush(255, 220, 0))
-        self.marker = pg.ScatterPlotItem(size=14, symbol="+", pen=pg.mkPen(255, 60, 60, width=3))
-        for item in (self.image, self.scatter, self.path, self.encoded, self.marker):
+        self.marker = CrossMarker()
+        for item in (self.image, self.scatter, self.path, self.encoded):
             self.plot.addItem(item)
+        self.vb.addItem(self.marker, ignoreBounds=True)
         layout.addWidget(self.view, 1)
         self.caption = SteadyLabel(lines=2, objectName="mapCaption")
         layout.addWidget(self.caption)
@@ -191,10 +231,10 @@ class LatentMap(QWidget):
     def show_marker(self) -> None:
         dims = self.coordinates()
         if dims is None:
-            self.marker.setData([], [])
+            self.marker.show_at(None)
             return
         z = self.state.z
-        self.marker.setData([float(z[dims[0]])], [float(z[dims[1]])])
+        self.marker.show_at(z[dims[0]], z[dims[1]])
 
     def show_encoded(self, z: np.ndarray | None) -> None:
         self.encoded_z = z

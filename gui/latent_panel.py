@@ -35,10 +35,10 @@ from gui.jobs import Jobs, PacedPuller, error_message
 from gui.latent_map import LatentMap
 from gui.latent_models import ModelsMixin
 from gui.latent_sliders import LatentSliders
-from gui.latent_state import (CLASSES, MAP_N, LatentEntry, LatentState, MapResult, compute_map, decode_digits,
-                              read_digit_labels)
+from gui.latent_state import (CLASSES, DRAG_THREADS, MAP_N, LatentEntry, LatentState, MapResult, compute_map,
+                              decode_digits, read_digit_labels)
 from gui.latent_tools import PULL_BUDGET_S, EncodeBox, InterpolateBox, ToolsMixin
-from gui.latent_views import ImageStrip
+from gui.latent_views import ImageStrip, TextReadout
 from gui.style import SteadyLabel
 
 FOLLOW_MS = 1000  # how often the Training tab's model is looked at while this tab is shown
@@ -112,7 +112,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         self.image_view = ImageStrip(tiles=1, min_height=200)
         self.image_view.setObjectName("latentImage")
         lv.addWidget(self.image_view, 2)
-        self.decode_label = SteadyLabel(lines=1, objectName="decodeLabel")
+        self.decode_label = TextReadout(objectName="decodeLabel")
         lv.addWidget(self.decode_label)
         self.sliders = LatentSliders(self.state)
         self.sliders.refused.connect(self._on_refused)
@@ -260,6 +260,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
             return
         t0 = time.perf_counter()
         try:
+            latent.pin_torch_threads(DRAG_THREADS)
             img = latent.decode(e.model, self.state.z, self.state.digit_or_none())[0]
         except LatentError as exc:
             self.image_view.clear_images()
@@ -278,6 +279,7 @@ class LatentPanel(ModelsMixin, ToolsMixin, QWidget):
         if e is None or not e.conditional or self.state.dim == 0:
             return
         try:
+            latent.pin_torch_threads(DRAG_THREADS)
             self.digit_row.set_images(decode_digits(e.model, self.state.z))
         except LatentError as exc:
             self.digit_row.clear_images()

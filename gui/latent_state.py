@@ -30,6 +30,15 @@ MAP_N = 16
 #: the digits a conditional model can be asked for
 CLASSES = 10
 TRAINING_KEY = "training-tab"
+#: torch threads of the map's job (off the GUI thread; ``core.latent.pin_torch_threads``): one,
+#: like training (``gui.worker``), so that on a 2-core machine the GUI thread keeps a core while
+#: the map is drawn during a drag (two threads are faster on an idle machine, and much slower
+#: when the other core is busy)
+MAP_THREADS = 1
+#: torch threads of the GUI thread, where a slider move decodes one image: a 28x28 image gains
+#: nothing from a second thread, and on a busy 2-core machine an OpenMP fork/join there can
+#: stall a drag for 100 ms
+DRAG_THREADS = 1
 
 
 def family_names() -> str:
@@ -186,6 +195,7 @@ def compute_map(model: GenerativeModel, base: np.ndarray, dims: tuple[int, int] 
                 labels: np.ndarray | None = None, prepare: bool = False) -> MapResult:
     """The 2D map (blocking; ``dims`` None: no map); with ``prepare`` also the slider order and
     the validation digits' codes."""
+    latent.pin_torch_threads(MAP_THREADS)
     t0 = time.perf_counter()
     mosaic = latent.decode_map(model, base, dims, extent, n, digit) if dims is not None else None
     out = MapResult(mosaic, None if dims is None else tuple(dims), float(extent), n,

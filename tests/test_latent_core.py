@@ -130,3 +130,79 @@ def test_projection_onto_a_generator_brings_its_image_closer_to_the_drawing():
     # every step's image is the generator's image of its z
     np.testing.assert_allclose(latent.decode(gan, steps[-1].z)[0], steps[-1].image, atol=1e-5)
     assert all(p.requires_grad for p in gan.parameters())  # left as found
+
+
+# -- the GAN generator's inference form -----------------------------------------------------------
+
+def test_the_subpixel_convolution_is_the_transposed_convolution():
+    from core.models.dcgan import subpixel_weight
+    torch.manual_seed(0)
+    ct = torch.nn.ConvTranspose2d(5, 3, 4, 2, 1)
+    x = torch.randn(4, 5, 7, 7)
+    with torch.no_grad():
+        got = torch.nn.functional.pixel_shuffle(
+            torch.nn.functional.conv2d(x, subpixel_weight(ct.weight), ct.bias.repeat_interleave(4), padding=1), 2)
+        np.testing.assert_allclose(got.numpy(), ct(x).numpy(), atol=1e-5)
+
+
+def _gan_with_batch_norm_statistics(family: str):
+    """A small GAN whose batch norms have moved away from the identity (as trained ones have)."""
+    torch.manual_seed(1)
+    model = registry.create(family, (784,), latent=6, channels=8)
+    with torch.no_grad():
+        for mod in model.generator.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.normal_()
+                mod.running_var.uniform_(0.3, 3.0)
+                mod.weight.normal_()
+                mod.bias.normal_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("family", ["dcgan", "cgan"])
+def test_gan_decode_through_the_folded_generator_is_the_generator(family):
+    model = _gan_with_batch_norm_statistics(family)
+    n = 150  # more than one chunk of the folded generator
+    z = torch.randn(n, 6)
+    labels = torch.arange(n) % 10 if family == "cgan" else None
+    with torch.no_grad():
+        reference = model.generate(z, labels).reshape(n, 784)  # the trained modules, batch norm and all
+    got = model.decode(z, labels=labels).reshape(n, 784)
+    np.testing.assert_allclose(got.numpy(), reference.numpy(), atol=2e-6)
+    assert got.dtype == torch.float32 and bool((got >= 0).all() and (got <= 1).all())
+    # the explorer's single images and its map go the same way
+    np.testing.assert_allclose(latent.decode(model, z.numpy()[:1], 3 if labels is not None else None)[0],
+                               model.generate(z[:1], torch.tensor([3]) if labels is not None else None)[0, 0].detach(),
+                               atol=2e-6)
+
+
+def test_the_folded_generator_follows_the_weights_as_they_train():
+    model = _gan_with_batch_norm_statistics("dcgan")
+    z = torch.randn(8, 6)
+    before = model.decode(z)
+    assert model.generator.inference() is model.generator.inference()  # cached while nothing changes
+    model.configure_optimizer(1e-2)
+    model.train_step(torch.rand(16, 784).round())  # weights and batch-norm statistics move
+    model.eval()
+    after = model.decode(z)
+    assert not torch.allclose(before, after)
+    with torch.no_grad():
+        np.testing.assert_allclose(after.numpy(), model.generate(z).reshape(8, 784).numpy(), atol=2e-6)
+    with torch.no_grad():  # a weight changed in place (a checkpoint loaded into the model, say)
+        model.generator.up[3].bias.add_(1.0)
+        np.testing.assert_allclose(model.decode(z).numpy(), model.generate(z).reshape(8, 784).numpy(), atol=2e-6)
+    # the cache is not part of the weights
+    assert not any("folded" in k for k in model.state_dict())
+
+
+def test_pinning_torch_threads_sets_this_threads_count_once():
+    import concurrent.futures
+
+    def pinned(n):
+        latent.pin_torch_threads(n)
+        first = torch.get_num_threads()
+        latent.pin_torch_threads(n)
+        return first, torch.get_num_threads()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a thread of its own: the test's is left alone
+        assert pool.submit(pinned, 1).result() == (1, 1)

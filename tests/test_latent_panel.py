@@ -160,6 +160,75 @@ def test_moving_a_slider_redraws_the_image_while_dragging(qtbot, panel):
     assert panel.decode_ms is not None and panel.decode_ms < 50
 
 
+def test_the_drawn_pixels_are_pyqtgraphs_grey_levels_in_rgb32(qtbot, panel):
+    """The image items draw RGB32 (Qt's fast scaling path) holding exactly the grey levels
+    pyqtgraph's own Grayscale8 rendering gives, for the digit and the map alike."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QImage
+
+    choose(qtbot, panel, "vae")
+    panel.sliders.sliders[0].setValue(120)
+    qtbot.waitUntil(lambda: panel.image_view.item.qimage is not None)
+    for item, img in ((panel.image_view.item, panel.image_view.images[0]),
+                      (panel.map.image, panel.map.result.mosaic[::-1])):
+        item.render()
+        assert item.qimage.format() == QImage.Format.Format_RGB32
+        plain = pg.ImageItem(axisOrder="row-major")
+        plain.setImage(np.ascontiguousarray(img, np.float32), levels=(0.0, 1.0), autoLevels=False)
+        plain.render()
+        assert plain.qimage.format() == QImage.Format.Format_Grayscale8
+        assert plain.qimage.convertToFormat(QImage.Format.Format_RGB32) == item.qimage
+    # out-of-range values are clipped as pyqtgraph clips them
+    edge = np.linspace(-0.5, 1.5, 28 * 28, dtype=np.float32).reshape(28, 28)
+    panel.image_view.set_image(edge)
+    panel.image_view.item.render()
+    plain.setImage(edge, levels=(0.0, 1.0), autoLevels=False)
+    plain.render()
+    assert plain.qimage.convertToFormat(QImage.Format.Format_RGB32) == panel.image_view.item.qimage
+
+
+def test_a_slider_move_decodes_on_the_gui_threads_pinned_torch_threads(qtbot, panel):
+    from gui.latent_state import DRAG_THREADS
+
+    choose(qtbot, panel, "dcgan")
+    before = torch.get_num_threads()
+    torch.set_num_threads(DRAG_THREADS + 1)  # what torch starts with on a machine with more cores
+    try:
+        panel.sliders.sliders[0].setValue(77)
+        assert torch.get_num_threads() == DRAG_THREADS
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(shown(panel), latent.decode(panel.entry.model, panel.state.z)[0])
+
+
+def test_dragging_a_slider_does_not_relayout_the_tab(qtbot, panel):
+    """A move repaints the digit, the slider, its value and the timing line; none of them asks the
+    tab's layouts to recompute (a QLabel for the timing did, at every new text)."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication
+
+    class Count(QObject):
+        n = 0
+
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.LayoutRequest:
+                Count.n += 1
+            return False
+
+    choose(qtbot, panel, "vae")
+    qtbot.wait(100)
+    counter = Count()
+    QApplication.instance().installEventFilter(counter)
+    try:
+        for i in range(12):
+            panel.sliders.sliders[0].setValue(40 * i - 200)
+            qtbot.wait(45)  # the timing line's timer (ROW_MS) fires between moves
+    finally:
+        QApplication.instance().removeEventFilter(counter)
+    assert panel.decode_label.text().startswith("decoded in")
+    assert Count.n == 0
+
+
 def test_reset_randomise_and_temperature(qtbot, panel):
     choose(qtbot, panel, "ae")
     s = panel.sliders

@@ -45,6 +45,86 @@ class Generator(nn.Module):
         """Logits of the pixel intensities, (N, 1, 28, 28)."""
         return self.up(self.fc(z).reshape(len(z), 2 * self.ch, 7, 7))
 
+    def _weights_key(self) -> tuple:
+        return tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+
+    def inference(self) -> "FoldedGenerator":
+        """The same function in eval mode, made cheaper to evaluate (see :class:`FoldedGenerator`),
+        built again whenever a weight or batch-norm statistic has changed since the last call."""
+        key = self._weights_key()
+        cached = self.__dict__.get("_folded")
+        if cached is None or cached[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                cached = (key, FoldedGenerator(self))
+            self.__dict__["_folded"] = cached  # not a submodule: not in state_dict, not trained
+        return cached[1]
+
+
+def _fold_bn(weight: torch.Tensor, bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm,
+             out_axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of a layer followed by batch norm in eval mode, the two as one layer:
+    bn(W x + b) = (s W) x + s (b - mean) + beta, s = gamma / sqrt(var + eps) per output unit."""
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shape = [1] * weight.dim()
+    shape[out_axis] = -1
+    return weight * s.reshape(shape), (bias - bn.running_mean) * s + bn.bias
+
+
+def subpixel_weight(w: torch.Tensor) -> torch.Tensor:
+    """The ``Conv2d(cin, 4 * cout, 3, padding=1)`` weight that, followed by ``pixel_shuffle(2)``,
+    computes ``ConvTranspose2d(cin, cout, 4, stride=2, padding=1)`` with weight ``w`` (cin, cout, 4, 4):
+    output pixel (2i + a, 2j + b) takes taps ky = 1 - a + 2u from input row i + a - u (u in 0, 1),
+    likewise for columns; channel ``o * 4 + a * 2 + b`` of the convolution is that phase of output o."""
+    cin, cout = w.shape[:2]
+    out = torch.zeros(cout, 2, 2, cin, 3, 3, dtype=w.dtype, device=w.device)
+    for a in (0, 1):
+        for b in (0, 1):
+            for u in (0, 1):
+                for v in (0, 1):
+                    ky, kx = 1 - a + 2 * u, 1 - b + 2 * v
+                    # input row i + a - u sits at kernel row (a - u) + 1 of the 3x3 convolution
+                    out[:, a, b, :, a - u + 1, b - v + 1] = w[:, :, ky, kx].t()
+    return out.reshape(4 * cout, cin, 3, 3)
+
+
+class FoldedGenerator(nn.Module):
+    """A :class:`Generator` in eval mode, rewritten for inference (the same function up to float
+    rounding, ~1e-5 in the logits): each batch norm folded into the layer before it, the hidden
+    transposed convolution in channels-last layout (oneDNN's fast path on the CPU), and the last
+    one, which has a single output channel (PyTorch's slowest case: a small matrix product per
+    image), as a convolution to its four sub-pixel phases and a pixel shuffle. A frozen copy:
+    build a new one when the weights change (``Generator.inference`` does)."""
+
+    def __init__(self, g: Generator):
+        super().__init__()
+        lin, bn1 = g.fc[0], g.fc[1]
+        w, b = _fold_bn(lin.weight, lin.bias, bn1, 0)
+        self.fc = nn.Linear(lin.in_features, lin.out_features).requires_grad_(False)
+        self.fc.weight.copy_(w)
+        self.fc.bias.copy_(b)
+        ct1, bn2, ct2 = g.up[0], g.up[1], g.up[3]
+        w, b = _fold_bn(ct1.weight, ct1.bias, bn2, 1)
+        self.up1 = nn.ConvTranspose2d(ct1.in_channels, ct1.out_channels, 4, 2, 1).requires_grad_(False)
+        self.up1.weight.copy_(w)
+        self.up1.bias.copy_(b)
+        self.up1.to(memory_format=torch.channels_last)
+        self.register_buffer("w2", subpixel_weight(ct2.weight).contiguous(memory_format=torch.channels_last))
+        self.register_buffer("b2", ct2.bias.repeat_interleave(4))
+        self.ch = g.ch
+        self.eval()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits of the pixel intensities, (N, 1, 28, 28), as ``Generator.forward`` in eval mode;
+        ``CHUNK`` images at a time (their hidden maps then stay in the core's cache: ~20 % less
+        time for the explorer's 256-image map than all at once)."""
+        if len(z) > self.CHUNK:
+            return torch.cat([self(part) for part in z.split(self.CHUNK)])
+        h = torch.relu(self.fc(z)).reshape(len(z), 2 * self.ch, 7, 7).contiguous(memory_format=torch.channels_last)
+        h = torch.relu(self.up1(h))
+        return F.pixel_shuffle(F.conv2d(h, self.w2, self.b2, padding=1), 2).contiguous()
+
+    CHUNK = 64
+
 
 class Discriminator(nn.Module):
     """Judges packs of ``pack`` images stacked as channels (PacGAN, Lin et al. 2018: a generator
@@ -169,9 +249,11 @@ class DCGAN(TwoPlayerOptimizers, GenerativeModel):
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels=None) -> torch.Tensor:
         """The generator's image (N, *data_shape), intensities in [0, 1], for noise z (N, latent)."""
-        self.eval()
+        if self.training:  # (walking the modules costs a single image's decode ~0.1 ms)
+            self.eval()
         z = self.check_latent(z)
-        return self.generate(z, self._labels(labels, len(z))).reshape(len(z), *self.data_shape)
+        g_input = self._g_input(z, self._labels(labels, len(z)))
+        return torch.sigmoid(self.generator.inference()(g_input)).reshape(len(z), *self.data_shape)
 
     def _labels(self, labels, n: int) -> torch.Tensor | None:
         if labels is not None:
