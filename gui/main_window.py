@@ -9,7 +9,6 @@ import json
 import math
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, Slot
@@ -30,7 +29,7 @@ from gui.latent_panel import LatentPanel
 from gui.sequence_panel import SequencePanel
 from gui.tooltips import explain
 from gui.jobs import Jobs, ProgressDialog
-from gui.model_actions import ModelActions
+from gui.model_actions import DataMissing, ModelActions, cached_or_downloaded
 from gui.model_picker import ModelPicker
 from gui.playground import PlaygroundPanel
 from gui.point_data import PAINTED
@@ -39,24 +38,6 @@ from gui.training_view import TrainingView
 from gui.worker import TrainingSession
 
 DEFAULT_MODEL = "fvsbn"
-
-
-@dataclass
-class DataMissing:
-    """A data set that is neither given, cached nor downloadable: its name and why."""
-
-    name: str
-    message: str
-
-
-def _cached_or_downloaded(name: str, dialog: ProgressDialog) -> datasets.Dataset | DataMissing:
-    """The data set from the cache or downloaded (blocking); DataMissing when it cannot be had."""
-    try:
-        return datasets.load(name, progress=dialog.report, cancelled=dialog.cancelled)
-    except datasets.Cancelled:
-        raise
-    except datasets.DownloadError as exc:
-        return DataMissing(datasets.DATASETS[name].description.split(" (")[0], str(exc))
 
 
 def app_data_dir() -> Path:
@@ -397,30 +378,6 @@ class MainWindow(ModelActions, QMainWindow):
         self.tabs.setCurrentWidget(self.training_page)
         self.load(path)
 
-    def _offer_data_file(self, missing: DataMissing) -> None:
-        """The data set is neither given, cached nor downloadable (no network): say so and offer
-        to choose a local copy; once chosen, training starts on it."""
-        self.last_error = missing.message
-        self.statusBar().showMessage(f"{missing.name} is not available: choose a local copy", 10000)
-        box = QMessageBox(QMessageBox.Icon.Warning, "Data set not available",
-                          f"{missing.name} is not on this computer and could not be downloaded.\n\n"
-                          f"{missing.message}", QMessageBox.StandardButton.Cancel, self)
-        box.setObjectName("dataMissingBox")
-        choose = box.addButton("Choose a local file…", QMessageBox.ButtonRole.AcceptRole)
-        choose.setObjectName("chooseDataFile")
-        choose.clicked.connect(self._choose_data_and_train)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.finished.connect(self._forget_box)
-        self.error_boxes.append(box)
-        box.open()
-
-    @Slot()
-    def _choose_data_and_train(self) -> None:
-        before = self.panel.data_path.text()
-        self._browse_data()
-        if self.panel.data_path.text() and self.panel.data_path.text() != before:
-            self.train()
-
     @Slot(int)
     def _forget_box(self, _result: int) -> None:
         self.error_boxes = [b for b in self.error_boxes if b.isVisible()]
@@ -477,7 +434,7 @@ class MainWindow(ModelActions, QMainWindow):
             return (lambda: ds), key, None
         if info.needs_file and path is None:
             dialog = ProgressDialog(self, "Data", f"Getting {name}")
-            return functools.partial(_cached_or_downloaded, name, dialog), key, dialog
+            return functools.partial(cached_or_downloaded, name, dialog), key, dialog
         return functools.partial(datasets.load, name, path, seed=key[2]), key, None
 
     def _start_training(self, key: str, hp: dict, ds: datasets.Dataset) -> None:

@@ -8,16 +8,36 @@ from __future__ import annotations
 import asyncio
 import functools
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from core import data as datasets
 from core.checkpoint import checkpoint_payload, load_checkpoint, write_checkpoint
 from core.evaluation import evaluate
 from core.protocol import DataKind, GenerativeModel
 from core.training import clone_model
-from gui.jobs import ProgressRelay
+from gui.jobs import ProgressDialog, ProgressRelay
+
+
+@dataclass
+class DataMissing:
+    """A data set that is neither given, cached nor downloadable: its name and why."""
+
+    name: str
+    message: str
+
+
+def cached_or_downloaded(name: str, dialog: ProgressDialog) -> datasets.Dataset | DataMissing:
+    """The data set from the cache or downloaded (blocking); DataMissing when it cannot be had."""
+    try:
+        return datasets.load(name, progress=dialog.report, cancelled=dialog.cancelled)
+    except datasets.Cancelled:
+        raise
+    except datasets.DownloadError as exc:
+        return DataMissing(datasets.DATASETS[name].description.split(" (")[0], str(exc))
 
 
 class ModelActions:
@@ -174,3 +194,27 @@ class ModelActions:
         self.training_view.show_evaluation(step, nll)
         self.statusBar().showMessage(f"held-out NLL {nll.nats:.2f} nats ({nll.bits_per_dim:.4f} bits/dim) on "
                                      f"{nll.n} examples", 15000)
+
+    def _offer_data_file(self, missing: DataMissing) -> None:
+        """The data set is neither given, cached nor downloadable (no network): say so and offer
+        to choose a local copy; once chosen, training starts on it."""
+        self.last_error = missing.message
+        self.statusBar().showMessage(f"{missing.name} is not available: choose a local copy", 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Data set not available",
+                          f"{missing.name} is not on this computer and could not be downloaded.\n\n"
+                          f"{missing.message}", QMessageBox.StandardButton.Cancel, self)
+        box.setObjectName("dataMissingBox")
+        choose = box.addButton("Choose a local file…", QMessageBox.ButtonRole.AcceptRole)
+        choose.setObjectName("chooseDataFile")
+        choose.clicked.connect(self._choose_data_and_train)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.finished.connect(self._forget_box)
+        self.error_boxes.append(box)
+        box.open()
+
+    @Slot()
+    def _choose_data_and_train(self) -> None:
+        before = self.panel.data_path.text()
+        self._browse_data()
+        if self.panel.data_path.text() and self.panel.data_path.text() != before:
+            self.train()

@@ -141,13 +141,9 @@ class PlaygroundPanel(QWidget):
         self.steps_spin.setSpecialValueText(OWN)  # 0: each model's recipe
         self.steps_spin.setToolTip("training steps of every model; at 0, each model's own recipe (its steps and "
                                    "learning-rate schedule, checked on every built-in set in BENCHMARKS.md)")
-        self.train_btn = QPushButton("Play", objectName="playButton")
-        self.pause_btn = QPushButton("Pause", objectName="playPause")
-        self.step_btn = QPushButton("Step", objectName="playStep")
-        self.stop_btn = QPushButton("Stop", objectName="playStop")
-        self.speed = QSlider(Qt.Orientation.Horizontal, objectName="playSpeed")
-        self.speed.setRange(1, 11)
-        self.speed.setValue(11)
+        self.train_btn, self.pause_btn, self.step_btn, self.stop_btn = (QPushButton(t, objectName=n) for t, n in (
+            ("Play", "playButton"), ("Pause", "playPause"), ("Step", "playStep"), ("Stop", "playStop")))
+        self.speed = QSlider(Qt.Orientation.Horizontal, objectName="playSpeed", minimum=1, maximum=11, value=11)
         self.speed.setToolTip("steps per second: 1, 2, 4 … 1000, or full speed")
         self.speed_label = fixed_width(QLabel("full speed"), "1024 steps/s")
         self.lr_spin = QDoubleSpinBox(objectName="playLr", decimals=5, minimum=0.0, maximum=1.0, value=0.0,
@@ -423,7 +419,7 @@ class PlaygroundPanel(QWidget):
             for key in keys:
                 info = registry.info(key)
                 hp = dict(self.model_hparams.get(key, {}))
-                if self.lr_spin.value() > 0 and "lr" not in hp:
+                if self.lr_spin.value() > 0 and hp.get("lr") == info.defaults().get("lr"):  # not set in the form
                     hp["lr"] = self.lr_spin.value()
                 hp.setdefault("batch_size", min(256, max(1, len(ds.train))))
                 model = registry.create(key, ds.shape, ds.kind, **hp)
