@@ -235,15 +235,20 @@ class PointDataControls(QWidget):
         except (ValueError, OSError) as exc:
             self.error.emit("Cannot import the points", str(exc))
             return False
+        self._paint_with(x)
+        ok = self._use_points(x)
+        self.undo_btn.setEnabled(self.paint.can_undo)
+        return ok
+
+    def _paint_with(self, x: np.ndarray) -> tuple:
+        """Points ``x`` become the painted / imported set (without signalling the change); their view bounds."""
         bounds = toy.view_bounds(x) if len(x) else ((-1.0, 1.0),) * x.shape[1]
         self.set_combo.blockSignals(True)
         self.set_combo.setCurrentIndex(self.set_combo.findData(PAINTED))
         self.set_combo.blockSignals(False)
         self.paint = PaintBuffer(x.shape[1], bounds, seed=self.seed_spin.value())
         self.paint.set_points(x)
-        ok = self._use_points(x)
-        self.undo_btn.setEnabled(self.paint.can_undo)
-        return ok
+        return bounds
 
     def save_points(self, path: str | os.PathLike) -> bool:
         """Keep the painted / imported points in ``path`` (.npy) when they are the data set, so
@@ -268,12 +273,7 @@ class PointDataControls(QWidget):
         if x.ndim != 2 or x.shape[1] not in (1, 2) or not np.isfinite(x).all():
             return False
         x = np.ascontiguousarray(x, dtype=np.float32)
-        bounds = toy.view_bounds(x) if len(x) else ((-1.0, 1.0),) * x.shape[1]
-        self.set_combo.blockSignals(True)
-        self.set_combo.setCurrentIndex(self.set_combo.findData(PAINTED))
-        self.set_combo.blockSignals(False)
-        self.paint = PaintBuffer(x.shape[1], bounds, seed=self.seed_spin.value())
-        self.paint.set_points(x)
+        bounds = self._paint_with(x)
         self._use_points(x, bounds)
         self.undo_btn.setEnabled(False)
         return True
