@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import ROOT, machine, write_section
+from bench.report import ROOT, add_write_flag, machine, write_section
 
 MARK = "window shown"
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", default=str(ROOT / "dist" / "genmodel-sandbox" / "genmodel-sandbox"))
     ap.add_argument("--repeats", type=int, default=5, help="launches of each after the first (default 5)")
     ap.add_argument("--xvfb", action="store_true", help="a real X11 window under Xvfb (xvfb-run) instead of offscreen")
-    ap.add_argument("--write", action="store_true", help="write the result into BENCHMARKS.md")
+    add_write_flag(ap)
     args = ap.parse_args(argv)
     bundle = Path(args.bundle).resolve()
     if not bundle.is_file():

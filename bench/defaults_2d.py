@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.report import machine, write_section
+from bench.report import add_write_flag, machine, write_section
 from core import data as datasets
 from core import registry
 from core.data import toy
@@ -221,7 +221,7 @@ def main() -> None:
     p.add_argument("--no-density", action="store_true")
     p.add_argument("--results", type=Path, default=RESULTS, help="JSON lines to append to and write from")
     p.add_argument("--num-threads", type=int, default=1)
-    p.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md section from --results")
+    add_write_flag(p)
     p.add_argument("--note", default="", help="a sentence for the section (what was not run, and why)")
     args = p.parse_args()
     torch.set_num_threads(args.num_threads)

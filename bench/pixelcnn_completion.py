@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from bench.report import ROOT, machine, write_section
+from bench.report import ROOT, add_write_flag, machine, write_section
 from core.checkpoint import load_checkpoint
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
+    add_write_flag(ap)
     args = ap.parse_args()
     if args.threads < 1 or args.n < 1 or args.repeats < 1:
         ap.error("--threads, --n and --repeats must be at least 1")
