@@ -45,7 +45,8 @@ def test_an_unmarked_package_of_that_name_is_not_trusted(tmp_path, monkeypatch):
     (fake / "__init__.py").write_text("")
     monkeypatch.setattr(sys, "path", [str(tmp_path)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT])
     # an editable install's import hook would map genmodel_resources to the checkout
-    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if "__editable__" not in type(f).__module__])
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path  # the finder is a class (setuptools >= 70) or an instance
+                                            if "__editable__" not in f"{getattr(f, '__module__', '')} {type(f).__module__}"])
     for name in ("resources", "genmodel_resources"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     shipped.root.cache_clear()
