@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QTableWidget
+from PySide6.QtWidgets import QTableWidget, QWidget
 
 from gui.tooltips import METRIC_LABELS
 
@@ -21,7 +21,7 @@ def test_every_plot_table_column_and_metric_label_has_a_tooltip(window):
         for j in range(t.columnCount()):
             item = t.horizontalHeaderItem(j)
             assert item is not None and item.toolTip().strip(), (t.objectName(), j, item and item.text())
-    labels = {w.objectName(): w for w in window.findChildren(QLabel) if w.objectName() in METRIC_LABELS}
+    labels = {w.objectName(): w for w in window.findChildren(QWidget) if w.objectName() in METRIC_LABELS}
     assert set(labels) == set(METRIC_LABELS), set(METRIC_LABELS) - set(labels)  # the list names real labels
     assert not [name for name, w in labels.items() if not w.toolTip().strip()]
 
