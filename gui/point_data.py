@@ -150,17 +150,19 @@ class PointDataControls(QWidget):
         try:
             ds = datasets.from_points(x, name=PAINTED, seed=self.seed_spin.value())
         except ValueError as exc:
+            self._cancel_commit()
             self.status.emit(str(exc))
             self.points_drawn.emit(x)
             self.dataset = None
             self.dataset_changed.emit(None, x.shape[1] if x.ndim == 2 and x.shape[1] in (1, 2) else 2)
             return False
-        if bounds is not None:
+        if bounds is not None and len(bounds) == ds.train.shape[1]:  # (the view of another set is ignored)
             ds.meta["bounds"] = bounds
         self._set_dataset(ds)
         return True
 
     def _set_dataset(self, ds: datasets.Dataset) -> None:
+        self._cancel_commit()  # painted points still waiting are stale once another set is chosen
         self.dataset = ds
         self.view_bounds = ds.meta["bounds"]
         self.dataset_changed.emit(ds, ds.train.shape[1])
@@ -203,6 +205,10 @@ class PointDataControls(QWidget):
             self._commit_timer = QTimer(self, singleShot=True, interval=300)
             self._commit_timer.timeout.connect(self._commit_points)
         self._commit_timer.start()
+
+    def _cancel_commit(self) -> None:
+        if hasattr(self, "_commit_timer"):
+            self._commit_timer.stop()
 
     @Slot()
     def _commit_points(self) -> None:

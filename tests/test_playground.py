@@ -289,3 +289,21 @@ def test_defaults_train_each_model_with_its_own_recipe(qtbot, pg_tab):
     assert session.runs[0].trainer.total_steps == 40 and session.runs[0].base_lr == 0.002
     with qtbot.waitSignal(session.finished, timeout=10000):
         pg_tab.stop_training()
+
+
+def test_a_pending_paint_commit_does_not_outlive_a_change_of_data_set(qtbot, pg_tab):
+    """Found by the reliability fuzz: painted 2D points wait 300 ms before they become the data
+    set; choosing a 1D set in that window used to commit the 2D points with the 1D set's view
+    bounds a moment later (IndexError in the tiles, and the 1D set replaced by stale points)."""
+    choose_set(pg_tab, "8gaussians")
+    pg_tab.clear_points()
+    qtbot.mouseClick(pg_tab.paint_btn, Qt.MouseButton.LeftButton)
+    pg_tab.intensity_spin.setValue(30)
+    _click_data(qtbot, pg_tab, 0.0, 0.0)
+    assert len(pg_tab.paint.points) == 30
+    choose_set(pg_tab, "mixture1d")  # before the painted points are committed
+    assert pg_tab.dataset.name == "mixture1d" and pg_tab.tiles[0].dim == 1
+    qtbot.wait(600)  # past the commit delay
+    assert pg_tab.dataset.name == "mixture1d", "the stale painted points did not replace the chosen set"
+    assert pg_tab.dataset.train.shape[1] == 1 and pg_tab.tiles[0].dim == 1
+    assert len(pg_tab.tiles[0].bounds) == 1
