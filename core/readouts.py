@@ -257,7 +257,7 @@ def sample_drawings(entry: CanvasModel, n: int, gen: torch.Generator, digit: int
 
 
 @torch.no_grad()
-def nll_percentiles(model: GenerativeModel, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def nll_percentiles(model: GenerativeModel, x: np.ndarray, batch_size: int = 100) -> np.ndarray:
     """The held-out examples' NLL (nats) at percentiles 0, 1, ..., 100, float64 (101,): what the
     canvas's typicality compares a drawing with. ``x`` (N, ...) is reshaped to the model's data
     shape (flat digits fit a 2D model); a class-conditional model scores the class mixture. The
@@ -265,8 +265,10 @@ def nll_percentiles(model: GenerativeModel, x: np.ndarray, batch_size: int = 500
     model whose checkpoint does not."""
     model.eval()
     x = np.asarray(x)
-    nll = [-model.log_prob(_batch(model, x[i:i + batch_size])).double().cpu().numpy()
-           for i in range(0, len(x), batch_size)]
+    nll = []
+    for i in range(0, len(x), batch_size):
+        check_abandoned()  # (a few thousand digits through a big model: seconds)
+        nll.append(-model.log_prob(_batch(model, x[i:i + batch_size])).double().cpu().numpy())
     return np.percentile(np.concatenate(nll), np.arange(101))
 
 

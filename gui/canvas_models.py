@@ -4,15 +4,15 @@ the Training tab's model (its step and last held-out NLL in its name), in the mo
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 
 from PySide6.QtCore import Slot
 
 from core.protocol import DataKind, GenerativeModel
 from core.readouts import TRAINING_KEY, CanvasModel, image_shape_of, scan_weights
+from gui.training_copy import TrainingCopyMixin
 
 
-class CanvasModelsMixin:
+class CanvasModelsMixin(TrainingCopyMixin):
     """For :class:`gui.canvas.CanvasPanel`: fills ``entries`` and the model box."""
 
     @Slot()
@@ -69,20 +69,9 @@ class CanvasModelsMixin:
                       "not on the canvas")
             self._training_id = ident
             return
-        self._training_id = ident
-        copy = self.copy_model(model)
-        self.jobs.when_done(copy, lambda: self._take_training_copy(copy, model, ident),
-                            "Cannot take the Training tab's model")
+        self._ask_training_copy(model, ident, self.copy_model)
 
-    def _take_training_copy(self, copy: Future, model: GenerativeModel, ident: tuple) -> None:
-        if ident != self._training_id:
-            return  # a newer one was asked for meanwhile
-        try:
-            clone = copy.result()
-        except (ValueError, RuntimeError, KeyError) as exc:
-            self._training_id = None
-            self._say(f"cannot take the Training tab's model: {exc}")
-            return
+    def _use_training_copy(self, clone: GenerativeModel, model: GenerativeModel, ident: tuple) -> None:
         measured = self.training_nll() if self.training_nll is not None else None
         at = f", NLL at step {measured[0]}" if measured is not None and measured[0] != ident[1] else ""
         entry = CanvasModel(TRAINING_KEY, f"{model.info.name} (Training tab, step {ident[1]}{at})", clone,

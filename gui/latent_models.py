@@ -5,7 +5,6 @@ and a copy of the Training tab's model when it is a latent model (taken again as
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
@@ -13,9 +12,10 @@ from PySide6.QtWidgets import QFileDialog
 from core.readouts import copied_now
 from gui.latent_state import (TRAINING_KEY, LatentEntry, check_model, load_latent_checkpoint,
                               scan_latent_weights)
+from gui.training_copy import TrainingCopyMixin
 
 
-class ModelsMixin:
+class ModelsMixin(TrainingCopyMixin):
     """Needs the panel's ``state``, ``entries``, ``model_combo``, ``models_label``, ``jobs``,
     ``_activate``, ``_say`` and the callables it was given."""
 
@@ -88,22 +88,12 @@ class ModelsMixin:
         ident = (id(model), int(step))
         if ident == self._training_id:
             return
-        self._training_id = ident
         if check_model(model) is not None:
+            self._training_id = ident
             return  # the Training tab trains every family; only latent models come here
-        copy = (self.copy_model or copied_now)(model)
-        self.jobs.when_done(copy, lambda: self._take_training_copy(copy, model, ident),
-                            "Cannot take the Training tab's model")
+        self._ask_training_copy(model, ident, self.copy_model or copied_now)
 
-    def _take_training_copy(self, copy: Future, model, ident: tuple) -> None:
-        if ident != self._training_id:
-            return  # a newer one was asked for meanwhile
-        try:
-            clone = copy.result()
-        except (ValueError, RuntimeError, KeyError) as exc:
-            self._training_id = None
-            self._say(f"cannot take the Training tab's model: {exc}")
-            return
+    def _use_training_copy(self, clone, model, ident: tuple) -> None:
         entry = LatentEntry(TRAINING_KEY, f"{model.info.name} (Training tab, step {ident[1]})", clone)
         current = self.entry
         i = next((k for k, e in enumerate(self.entries) if e.key == TRAINING_KEY), -1)

@@ -234,8 +234,8 @@ class MainWindow(ModelActions, QMainWindow):
     # -- picker / panel --------------------------------------------------------------------------
     @Slot(str)
     def _on_model_selected(self, key: str) -> None:
-        if self.session is not None and self.session.running:
-            self.picker.select(self.panel.family)  # no switching mid-run
+        if (self.session is not None and self.session.running) or self._starting:
+            self.picker.select(self.panel.family)  # no switching mid-run (nor while its data loads)
             self.statusBar().showMessage("Stop training before picking another model", 4000)
             return
         if self.panel.family:
@@ -395,6 +395,7 @@ class MainWindow(ModelActions, QMainWindow):
             if key is None or name is None:
                 raise ValueError("pick a model and a data set first")
             hp = registry.info(key).validate(self.panel.hparams())
+            policy = self.panel.policy()  # (as the form is now: the data loads meanwhile)
         except Exception as exc:
             self.panel.set_state("idle")
             self.show_error("Cannot train", str(exc))
@@ -411,7 +412,7 @@ class MainWindow(ModelActions, QMainWindow):
                 self._offer_data_file(ds)
                 return
             self._data_key = data_key
-            self._start_training(key, hp, ds)
+            self._start_training(key, hp, ds, policy)
 
         def failed(_message: str) -> None:
             self._starting = False
@@ -437,7 +438,7 @@ class MainWindow(ModelActions, QMainWindow):
             return functools.partial(cached_or_downloaded, name, dialog), key, dialog
         return functools.partial(datasets.load, name, path, seed=key[2]), key, None
 
-    def _start_training(self, key: str, hp: dict, ds: datasets.Dataset) -> None:
+    def _start_training(self, key: str, hp: dict, ds: datasets.Dataset, policy) -> None:
         """Build the trainer (a new model, or the current one continued) and start it. An
         exception here fails the training job: the error is shown and the panel goes idle."""
         info = registry.info(key)
@@ -459,7 +460,7 @@ class MainWindow(ModelActions, QMainWindow):
         cfg.max_steps = start + trainer.total_steps  # epochs more, from where it stands
         self.model, self.dataset = model, ds
         self.training_view.subject = model.info.name
-        self.session = TrainingSession(trainer, fps=self.fps, parent=self, policy=self.panel.policy())
+        self.session = TrainingSession(trainer, fps=self.fps, parent=self, policy=policy)
         self.panel.show_schedule(*self.session.runs[0].curve())
         self.panel.show_lr(start, self.session.runs[0].lr_at(start))
         self.session.frame.connect(self._on_frame)
@@ -575,18 +576,19 @@ class MainWindow(ModelActions, QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
-        # both runs are told to stop first, then waited for: together within 2 s
+        # everything is told to stop first (both runs, and the tabs' jobs, whose long passes end
+        # at their next check), then the runs are waited for: together within 2 s
         for s in (self.session, self.playground.session):
             if s is not None and s.running:
-                s.control.stop()
-        for s in (self.session, self.playground.session):
-            if s is not None and s.running and not s.stop(2000):
-                self.statusBar().showMessage("training is still finishing its step…")
+                s.request_stop()
         self.canvas.shutdown()
         self.latent.shutdown()
         self.sequences.stop()
         self.playground.jobs.close()
         self.jobs.close()
+        for s in (self.session, self.playground.session):
+            if s is not None and s.running and not s.stop(2000):
+                self.statusBar().showMessage("training is still finishing its step…")
         self.save_settings()
         super().closeEvent(event)
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from core.control import Frame, RunControl, round_robin, throttled
 from core.policy import PolicyRun, TrainingPolicy
-from core.protocol import abandon
+from core.protocol import Abandoned, abandon
 from core.training import Trainer
 
 #: torch threads for training: one, so the GUI thread keeps a core on a 2-core machine.
@@ -40,6 +40,8 @@ class _Worker(QObject):
             runs = [throttled(r.run(), self.control, self.fps) for r in self.runs]
             for frame in (runs[0] if len(runs) == 1 else round_robin(runs)):
                 self.frame.emit(frame)
+        except Abandoned:  # stopped (the window closes) inside a long pass: not a failure
+            pass
         except Exception as exc:  # shown to the user; the trainer's weights are left as they were
             self.failed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
         finally:
@@ -136,10 +138,15 @@ class TrainingSession(QObject):
         """Why the policy ended a run early (early stopping), if it did."""
         return next((r.stop_reason for r in self.runs if r.stop_reason), None)
 
+    def request_stop(self) -> None:
+        """Ask the worker to stop at its next yield, and a long pass in its step (a slow
+        sampler's pixels, an ensemble's masks) to end at its next check; returns at once."""
+        self.control.stop()
+        self._worker.abandon.set()
+
     def stop(self, wait_ms: int = 2000) -> bool:
         """Ask the worker to stop at its next yield; wait up to ``wait_ms``. True if it ended."""
-        self.control.stop()
-        self._worker.abandon.set()  # a slow sampler in the step's visuals ends at its next pixel
+        self.request_stop()
         if not self._thread.isRunning():
             return True
         return self._thread.wait(wait_ms)

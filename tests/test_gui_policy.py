@@ -76,3 +76,27 @@ def test_training_goes_on_unless_a_structural_hyperparameter_changed(qtbot, wind
     _train(qtbot, window)
     assert window.model is not model and window.session.runs[0].start == 0
     assert window.model.hparams["weight_decay"] == 0.001
+
+
+def test_the_model_cannot_change_while_its_data_loads(qtbot, window):
+    """Found by the reliability fuzz: picking another model while Train was loading the data
+    set gave the run the new model's schedule (a fitted KDE got a cosine: "Training failed:
+    lr cannot change while training") and left the form showing a model that was not training."""
+    panel = window.panel
+    window.picker.select("fvsbn")
+    panel.schedule_combo.setCurrentIndex(panel.schedule_combo.findData("cosine"))
+    window.picker.select("kde")
+    panel.data_combo.setCurrentIndex(panel.data_combo.findData("8gaussians"))
+    panel.epochs.setValue(0.05)
+    assert panel.policy().schedule == "constant", "a fitted model has no rate to schedule"
+    failures = []
+    window.show_error = lambda title, message, details=None: failures.append((title, message))
+    task = window.train()
+    assert task is not None
+    window.picker.select("fvsbn")  # before the data set has loaded
+    assert panel.family == "kde", "the form stays on the model that is starting"
+    qtbot.waitUntil(lambda: window.session is not None and not window.session.running
+                    and window.session.last_frame is not None, timeout=30000)
+    assert failures == []
+    assert window.session.trainer.model.info.key == "kde"
+    assert window.session.runs[0].policy.schedule == "constant"

@@ -29,7 +29,7 @@ from torch import nn
 
 from core.models.nade import _CHUNK_FLOATS, NADE, raster_fill
 from core.protocol import (CompletionStep, DataKind, HParam, Likelihood, ModelInfo, Visuals, batch_size_hparam,
-                           lr_hparam)
+                           check_abandoned, lr_hparam)
 from core.registry import register
 
 
@@ -179,6 +179,7 @@ class ConditionalNADE(NADE):
                 next(walk)
             except StopIteration as stop:
                 return stop.value
+            check_abandoned()
 
     @torch.no_grad()
     def sample(self, n, generator=None, labels=None):

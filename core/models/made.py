@@ -36,8 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
-                           batch_size_hparam, drain, last_completion, lr_hparam)
+                           batch_size_hparam, check_abandoned, drain, last_completion, lr_hparam)
 from core.registry import register
+
+#: masks of an ensemble evaluated in one pass by ``log_prob`` (memory: this many copies of the hidden layers)
+MASKS_AT_ONCE = 8
 
 Degrees = tuple[torch.Tensor, list[torch.Tensor]]  # (input ranks (D,), hidden degrees per layer)
 
@@ -203,8 +206,15 @@ class MADE(GenerativeModel):
         return self.chain_terms(x, ks, dropout).sum(-1)
 
     def log_prob(self, x):
-        """log of the mean likelihood over the first ``ensemble`` masks (exact for one mask)."""
-        lp = self.log_prob_masks(x, list(range(self.n_ensemble)))
+        """log of the mean likelihood over the first ``ensemble`` masks (exact for one mask);
+        :data:`MASKS_AT_ONCE` masks a pass (bounded memory), abandonable between passes."""
+        ks = list(range(self.n_ensemble))
+        parts = []
+        for i in range(0, len(ks), MASKS_AT_ONCE):
+            if i:
+                check_abandoned()
+            parts.append(self.log_prob_masks(x, ks[i:i + MASKS_AT_ONCE]))
+        lp = torch.cat(parts)
         return torch.logsumexp(lp, 0) - math.log(len(lp))
 
     # -- training: one mask per step, cycling ------------------------------------------------------

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.protocol import (CompletionStep, DataKind, GenerativeModel, HParam, Likelihood, ModelInfo,
-                           batch_size_hparam, lr_hparam)
+                           batch_size_hparam, drain, lr_hparam)
 from core.registry import register
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -148,8 +148,7 @@ class PixelRNN(GenerativeModel):
         """(N * n, D): the unknown pixels sampled in raster order, the known ones kept; the
         candidates of row i at ``i*n:(i+1)*n``."""
         x, known = self.completion_inputs(x, known, n)
-        for _ in self._fill(x, known, generator):
-            pass
+        drain(self._fill(x, known, generator))  # (abandonable at each pixel)
         return x
 
     @torch.no_grad()
@@ -159,8 +158,7 @@ class PixelRNN(GenerativeModel):
             raise ValueError(f"the number of samples must be >= 0, got {n}")
         x = torch.zeros(n, self.dim, device=self.device)
         if n:
-            for _ in self._fill(x, torch.zeros_like(x, dtype=torch.bool), generator):
-                pass
+            drain(self._fill(x, torch.zeros_like(x, dtype=torch.bool), generator))
         return x.reshape(n, *self.data_shape)
 
     @torch.no_grad()
