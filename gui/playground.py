@@ -52,6 +52,8 @@ class PlaygroundPanel(QWidget):
         self.fps = fps
         self.session: TrainingSession | None = None
         self.model_hparams: dict[str, dict[str, Any]] = {}
+        #: the hyperparameters the user set, per model (the others follow the panel-wide settings)
+        self.edited: dict[str, set[str]] = {}
         self.tiles: list[Tile] = []
         self.rows: list[dict[str, Any]] = []
         self.curves: list[list[tuple[float, float]]] = []
@@ -292,6 +294,7 @@ class PlaygroundPanel(QWidget):
                 set_editor_value(w, saved[h.name])
             self.editors[h.name] = w
             self.hp_form.addRow(h.name + (" (live)" if h.live else ""), w)
+            changed_signal(w).connect(self._on_edit)
             if h.live:
                 changed_signal(w).connect(self._on_live_edit)
         self._enable_editors()
@@ -301,6 +304,7 @@ class PlaygroundPanel(QWidget):
         """Set one model's hyperparameter (as the form would)."""
         self._save_editors()
         self.model_hparams.setdefault(key, {})[name] = value
+        self.edited.setdefault(key, set()).add(name)
         if getattr(self, "_hp_key", None) == key and name in self.editors:
             set_editor_value(self.editors[name], value)
 
@@ -390,6 +394,14 @@ class PlaygroundPanel(QWidget):
             w.setEnabled(not self.running or name in live)
 
     @Slot()
+    def _on_edit(self, *_args) -> None:
+        """The user changed a hyperparameter of the highlighted model: it is theirs from now on."""
+        w = self.sender()
+        name = next((n for n, e in self.editors.items() if e is w), None)
+        if name is not None and self._hp_key is not None:
+            self.edited.setdefault(self._hp_key, set()).add(name)
+
+    @Slot()
     def _on_live_edit(self, *_args) -> None:
         w = self.sender()
         name = next((n for n, e in self.editors.items() if e is w), None)
@@ -419,7 +431,7 @@ class PlaygroundPanel(QWidget):
             for key in keys:
                 info = registry.info(key)
                 hp = dict(self.model_hparams.get(key, {}))
-                if self.lr_spin.value() > 0 and hp.get("lr") == info.defaults().get("lr"):  # not set in the form
+                if self.lr_spin.value() > 0 and "lr" not in self.edited.get(key, ()):  # the panel's rate, unless set per model
                     hp["lr"] = self.lr_spin.value()
                 hp.setdefault("batch_size", min(256, max(1, len(ds.train))))
                 model = registry.create(key, ds.shape, ds.kind, **hp)

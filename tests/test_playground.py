@@ -307,3 +307,24 @@ def test_a_pending_paint_commit_does_not_outlive_a_change_of_data_set(qtbot, pg_
     assert pg_tab.dataset.name == "mixture1d", "the stale painted points did not replace the chosen set"
     assert pg_tab.dataset.train.shape[1] == 1 and pg_tab.tiles[0].dim == 1
     assert len(pg_tab.tiles[0].bounds) == 1
+
+
+def test_the_panel_learning_rate_gives_way_to_one_set_for_a_model(qtbot, pg_tab):
+    """The panel's learning rate applies to the models whose rate the user did not set; a rate
+    set in a model's form is kept, even when it equals that model's default (it used to be
+    recognised by comparing with the default, so a default typed on purpose was overridden)."""
+    from core import registry
+
+    choose_set(pg_tab, "8gaussians")
+    pg_tab.set_checked(["rnade", "realnvp"])
+    own = registry.info("rnade").defaults()["lr"]
+    pg_tab.set_hparam("rnade", "lr", own)  # the default, chosen on purpose
+    pg_tab.set_hparam("realnvp", "layers", 4)  # another setting: its rate still follows the panel
+    pg_tab.lr_spin.setValue(0.0123)
+    pg_tab.steps_spin.setValue(5)
+    session = pg_tab.play()
+    assert session is not None
+    rates = {registry.info(k).key: r.trainer.model.hparams["lr"] for k, r in zip(pg_tab.running_keys, session.runs)}
+    assert rates == {"rnade": own, "realnvp": 0.0123}
+    with qtbot.waitSignal(session.finished, timeout=20000):
+        pg_tab.stop_training()

@@ -30,11 +30,9 @@ XVFB = shutil.which("xvfb-run")
 PLATFORMS = ["offscreen", pytest.param("xvfb", marks=pytest.mark.skipif(XVFB is None, reason="xvfb-run is not installed"))]
 EXIT_LIMIT_S = 2.0
 #: repeats of each lifecycle case (the figure is the worst run)
-REPEATS = int(os.environ.get("GMS_LIFECYCLE_REPEATS", 2))
-#: open issue: qasync joins its executor's threads when the loop closes. Sampling loops are
-#: abandoned on close (core.protocol.abandon), but one big model's log-likelihood pass for the
-#: canvas readouts is not interruptible: the exit can wait for it (0.9-2.7 s here)
-SAMPLING_WAITS = pytest.mark.xfail(reason="the exit may wait for one model pass of the canvas readouts", strict=False)
+REPEATS = int(os.environ.get("GMS_LIFECYCLE_REPEATS", 5))
+#: the long session before a close (a 6.6 s exit was once seen after a long idle session)
+LONG_SESSION_S = float(os.environ.get("GMS_LONG_SESSION_S", 120))
 
 
 def run_app(scenario: str, out: Path, platform: str = "offscreen", timeout: float = 300, **opts) -> dict:
@@ -83,7 +81,7 @@ def exits(figures):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("platform", PLATFORMS)
-@pytest.mark.parametrize("scenario", ["train", pytest.param("sample", marks=SAMPLING_WAITS), "save"])
+@pytest.mark.parametrize("scenario", ["train", "sample", "save"])
 def test_closing_during_work_many_times(tmp_path, exits, scenario, platform):
     ckpt = tmp_path / "ckpt.safetensors"
     save_checkpoint(ckpt, FVSBN((784,), FVSBN.info.defaults()), step=1)
@@ -109,21 +107,15 @@ def test_closing_during_work_many_times(tmp_path, exits, scenario, platform):
 def test_closing_after_a_long_session(tmp_path, exits, platform):
     """Open, train, then idle (the 6.6 s exit was seen after a long idle session), then close
     while training again."""
-    idle = float(os.environ.get("GMS_LONG_SESSION_S", 30))
+    idle = LONG_SESSION_S
     report = run_app("idle", tmp_path, platform, timeout=idle + 300, idle=idle)
     exits.setdefault(f"training after a {idle:.0f} s session ({platform})", []).append(report["exit_s"])
     check_clean(report)
 
 
-PLAYGROUND_BOUNDS = pytest.mark.xfail(
-    reason="open (issue 13): timing-dependent, seen under Xvfb and once offscreen, the fuzz hit IndexError in density_tiles.set_bounds (2-D tiles given 1-D bounds "
-           "by playground._on_dataset_changed)", strict=False)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("platform", [pytest.param("offscreen", marks=PLAYGROUND_BOUNDS), pytest.param("xvfb", marks=[
-    pytest.mark.skipif(XVFB is None, reason="xvfb-run is not installed"), PLAYGROUND_BOUNDS])])
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_interaction_fuzz(tmp_path, figures, platform):
     events, seed = int(os.environ.get("GMS_GUI_FUZZ_EVENTS", 1000)), 1
     report = run_app("fuzz", tmp_path, platform, timeout=600, events=events, seed=seed)
@@ -132,7 +124,7 @@ def test_interaction_fuzz(tmp_path, figures, platform):
                    qt_warnings=len(report["qt_warnings"]), worst_close_s=round(report["close_s"], 2),
                    worst_exit_s=round(report["exit_s"], 2))
     assert report["events"] >= events
-    check_clean(report, exit_limit=None)  # its exit time is reported: it may wait on a sampling job (above)
+    check_clean(report)  # and it exits within the limit, whatever the fuzz left running
 
 
 @pytest.mark.slow
