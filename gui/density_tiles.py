@@ -4,7 +4,7 @@ data and, where known, the true density; it takes painting strokes when painting
 
 from __future__ import annotations
 
-from typing import Any
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -12,6 +12,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsDropShadowEffect
 
+from core.data import toy
 from core.protocol import Visuals, grid_points
 from gui.tooltips import tile_tip
 
@@ -50,6 +51,28 @@ def clipped_lines(warp: np.ndarray, bounds) -> tuple[np.ndarray, np.ndarray]:
     outside = ~((lines[:, 0] >= x0) & (lines[:, 0] <= x1) & (lines[:, 1] >= y0) & (lines[:, 1] <= y1))
     lines[outside] = np.nan
     return np.ascontiguousarray(lines[:, 0]), np.ascontiguousarray(lines[:, 1])
+
+
+def grid_columns(n: int, bounds, width: int, height: int) -> int:
+    """Columns of a grid of ``n`` tiles in a ``width`` x ``height`` area whose tiles are closest
+    in shape to the data's view (so that heatmaps fill their tiles); at least 2 for 2 tiles or more."""
+    if n < 2:
+        return 1
+    w, h = max(width, 1), max(height, 1)
+    (x0, x1), *rest = bounds
+    want = (x1 - x0) / (rest[0][1] - rest[0][0]) if rest else 1.6
+    shapes = [(abs(math.log((w / c) / (h / math.ceil(n / c)) / want)), c) for c in range(2, n + 1)]
+    return min(shapes)[1]
+
+
+def true_density_image(ds, bounds) -> np.ndarray | None:
+    """A toy set's true density over the tiles' grid (float32, C-contiguous), or None when unknown."""
+    if not ds.meta.get("has_density"):
+        return None
+    lp = toy.log_density(ds.name, grid_points(bounds, RES), noise=ds.meta.get("noise"))
+    if lp is None:
+        return None
+    return np.ascontiguousarray(np.exp(lp).reshape((RES,) * len(bounds)), dtype=np.float32)
 
 
 class Tile:

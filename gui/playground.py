@@ -22,13 +22,12 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 
 from core import data as datasets
 from core import registry
-from core.data import toy
 from core.control import Frame
 from core.policy import TrainingPolicy
 from core.training import EVALUATED, Event, TrainConfig, Trainer
 from core.protocol import DataKind, Visuals, grid_points
 from gui.comparison_view import TABLE_COLUMNS, ComparisonView, format_rows
-from gui.density_tiles import RES, Tile
+from gui.density_tiles import RES, Tile, grid_columns, true_density_image
 from gui.hparam_editors import changed_signal, editor_value, make_editor, set_editor_value
 from gui.jobs import Jobs
 from gui.model_list import ModelList
@@ -317,7 +316,7 @@ class PlaygroundPanel(QWidget):
             return
         dim = ds.train.shape[1]
         bounds = ds.meta["bounds"]
-        ncols = self._columns(len(keys) + 1, bounds)
+        ncols = grid_columns(len(keys) + 1, bounds, self.tiles_widget.width(), self.tiles_widget.height())
         names = ["data" + (" and true density" if ds.meta.get("has_density") else "")]
         names += [registry.info(k).name for k in keys]
         for i, name in enumerate(names):
@@ -344,7 +343,7 @@ class PlaygroundPanel(QWidget):
             counts, edges = np.histogram(ds.train[:, 0], bins=40, range=bounds[0], density=True)
             for t in self.tiles:
                 t.hist.setData(edges, counts)
-        truth = self._true_density(ds, bounds)
+        truth = true_density_image(ds, bounds) if ds.name != PAINTED else None
         if truth is not None:
             first.show_arrays(Visuals(density=truth))
             if dim == 1:
@@ -352,25 +351,6 @@ class PlaygroundPanel(QWidget):
                 for t in self.tiles:
                     t.truth.setData(xs, truth)
         self.repaints += 1
-
-    def _columns(self, n: int, bounds) -> int:
-        """Columns of the tiles' grid whose tiles are closest in shape to the data's view (so
-        that heatmaps fill their tiles); at least 2 when there are 2 tiles or more."""
-        if n < 2:
-            return 1
-        w, h = max(self.tiles_widget.width(), 1), max(self.tiles_widget.height(), 1)
-        (x0, x1), *rest = bounds
-        want = (x1 - x0) / (rest[0][1] - rest[0][0]) if rest else 1.6
-        shapes = [(abs(math.log((w / c) / (h / math.ceil(n / c)) / want)), c) for c in range(2, n + 1)]
-        return min(shapes)[1]
-
-    def _true_density(self, ds, bounds) -> np.ndarray | None:
-        if ds.name == PAINTED or not ds.meta.get("has_density"):
-            return None
-        lp = toy.log_density(ds.name, grid_points(bounds, RES), noise=ds.meta.get("noise"))
-        if lp is None:
-            return None
-        return np.ascontiguousarray(np.exp(lp).reshape((RES,) * len(bounds)), dtype=np.float32)
 
     # -- running ---------------------------------------------------------------------------------
     @property
