@@ -294,8 +294,6 @@ class PlaygroundPanel(QWidget):
             self.editors[h.name] = w
             self.hp_form.addRow(h.name + (" (live)" if h.live else ""), w)
             changed_signal(w).connect(self._on_edit)
-            if h.live:
-                changed_signal(w).connect(self._on_live_edit)
         self._enable_editors()
         self._title_hp_box()
 
@@ -375,17 +373,15 @@ class PlaygroundPanel(QWidget):
 
     @Slot()
     def _on_edit(self, *_args) -> None:
-        """The user changed a hyperparameter of the highlighted model: it is theirs from now on."""
+        """The user changed a hyperparameter of the highlighted model: it is theirs from now on
+        (the panel-wide settings no longer apply to it), and a live one reaches a running model."""
         w = self.sender()
         name = next((n for n, e in self.editors.items() if e is w), None)
-        if name is not None and self._hp_key is not None:
-            self.edited.setdefault(self._hp_key, set()).add(name)
-
-    @Slot()
-    def _on_live_edit(self, *_args) -> None:
-        w = self.sender()
-        name = next((n for n, e in self.editors.items() if e is w), None)
-        if name is None or not self.running or self._hp_key not in self.running_keys:
+        if name is None or self._hp_key is None:
+            return
+        self.edited.setdefault(self._hp_key, set()).add(name)
+        live = any(h.name == name and h.live for h in registry.info(self._hp_key).hparams)
+        if not live or not self.running or self._hp_key not in self.running_keys:
             return
         try:
             self.session.set_hparams({name: editor_value(w)}, index=self.running_keys.index(self._hp_key))

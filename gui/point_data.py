@@ -39,6 +39,10 @@ class PointDataControls(QWidget):
         self.paint: PaintBuffer | None = None
         #: the bounds the data view shows: painted points keep them (None before the first data set)
         self.view_bounds = None
+        #: painted points become the data set after a pause in painting (cheap, not per dab)
+        self._pending_points: np.ndarray | None = None
+        self._commit_timer = QTimer(self, singleShot=True, interval=300)
+        self._commit_timer.timeout.connect(self._commit_points)
         self._stroke_started = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -150,7 +154,7 @@ class PointDataControls(QWidget):
         try:
             ds = datasets.from_points(x, name=PAINTED, seed=self.seed_spin.value())
         except ValueError as exc:
-            self._cancel_commit()
+            self._commit_timer.stop()
             self.status.emit(str(exc))
             self.points_drawn.emit(x)
             self.dataset = None
@@ -162,7 +166,7 @@ class PointDataControls(QWidget):
         return True
 
     def _set_dataset(self, ds: datasets.Dataset) -> None:
-        self._cancel_commit()  # painted points still waiting are stale once another set is chosen
+        self._commit_timer.stop()  # painted points still waiting are stale once another set is chosen
         self.dataset = ds
         self.view_bounds = ds.meta["bounds"]
         self.dataset_changed.emit(ds, ds.train.shape[1])
@@ -201,14 +205,7 @@ class PointDataControls(QWidget):
         self.undo_btn.setEnabled(self.paint.can_undo)
         self.redo_btn.setEnabled(self.paint.can_redo)
         self._pending_points = pts
-        if not hasattr(self, "_commit_timer"):
-            self._commit_timer = QTimer(self, singleShot=True, interval=300)
-            self._commit_timer.timeout.connect(self._commit_points)
         self._commit_timer.start()
-
-    def _cancel_commit(self) -> None:
-        if hasattr(self, "_commit_timer"):
-            self._commit_timer.stop()
 
     @Slot()
     def _commit_points(self) -> None:
