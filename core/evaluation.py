@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from core.data import Dataset
-from core.protocol import GenerativeModel, Likelihood, NonFiniteError
+from core.protocol import GenerativeModel, Likelihood, NonFiniteError, check_abandoned
 
 
 def _finite(value: Any) -> float | None:
@@ -112,6 +112,7 @@ def nll_of(model: GenerativeModel, x: torch.Tensor, batch_size: int = 1000,
     it is not finite. ``progress(examples scored, examples)`` is called after each batch."""
     total, squares, n = 0.0, 0.0, 0
     for i in range(0, len(x), batch_size):
+        check_abandoned()  # (a closing window does not wait for the rest of the held-out set)
         if labels is None:
             lp = model.log_prob(x[i:i + batch_size].float())
         else:

@@ -588,7 +588,11 @@ class MainWindow(ModelActions, QMainWindow):
         self.jobs.close()
         for s in (self.session, self.playground.session):
             if s is not None and s.running and not s.stop(2000):
-                self.statusBar().showMessage("training is still finishing its step…")
+                # a pass with no abandon check: wait for it (Qt aborts the process when a
+                # running thread is destroyed with its window)
+                self.statusBar().showMessage("Closing: training is finishing a step…")
+                self.statusBar().repaint()
+                s.stop(None)
         self.save_settings()
         super().closeEvent(event)
 

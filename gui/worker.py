@@ -144,12 +144,13 @@ class TrainingSession(QObject):
         self.control.stop()
         self._worker.abandon.set()
 
-    def stop(self, wait_ms: int = 2000) -> bool:
-        """Ask the worker to stop at its next yield; wait up to ``wait_ms``. True if it ended."""
+    def stop(self, wait_ms: int | None = 2000) -> bool:
+        """Ask the worker to stop at its next yield; wait up to ``wait_ms`` (None: until it
+        has ended). True if it ended."""
         self.request_stop()
         if not self._thread.isRunning():
             return True
-        return self._thread.wait(wait_ms)
+        return self._thread.wait() if wait_ms is None else self._thread.wait(wait_ms)
 
     # -- from the worker (queued into the GUI thread) ----------------------------------------
     @Slot(object)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import pickle
+import threading
 import time
 from pathlib import Path
 
@@ -409,3 +410,27 @@ def test_save_and_load_dialogs_open_in_a_remembered_folder(qtbot, window, tmp_pa
     w2 = mw.MainWindow(settings=window.settings)
     qtbot.addWidget(w2)
     assert w2.checkpoint_folder() == target.parent
+
+
+def test_closing_waits_for_a_step_that_outlasts_the_2s_limit(qtbot, window, monkeypatch):
+    """A pass that cannot be abandoned (here a step that sleeps 3 s): closing tells the user and
+    waits for it, rather than destroy a running thread (Qt then aborts the process: CI's fuzz
+    closed the window while a VAE scored its held-out digits)."""
+    armed, entered = threading.Event(), threading.Event()
+    real = FVSBN.train_step
+
+    def step(self, *args, **kwargs):
+        if armed.is_set():
+            entered.set()
+            armed.clear()
+            time.sleep(3.0)  # no abandon check
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FVSBN, "train_step", step)
+    session = start_training(qtbot, window, epochs=30)
+    armed.set()
+    assert entered.wait(10)
+    thread = session._thread
+    window.close()
+    assert thread.isFinished()
+    assert "finishing a step" in window.statusBar().currentMessage()

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.protocol import DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam, lr_hparam
+from core.protocol import (DataKind, GenerativeModel, HParam, Likelihood, ModelInfo, batch_size_hparam,
+                           check_abandoned, lr_hparam)
 from core.registry import register
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -182,6 +183,7 @@ class VAE(GenerativeModel):
         chunk = max(1, min(_K_CHUNK, _ROWS_X_SAMPLES // max(1, len(x))))
         parts = []
         for start in range(0, k, chunk):
+            check_abandoned()  # (k = 5000 on a few thousand digits: many seconds)
             parts.append(torch.logsumexp(self.log_weights(x, min(chunk, k - start), **cond), 0))
         return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
 

@@ -107,3 +107,26 @@ def test_a_run_abandoned_inside_its_step_ends_quietly(qtbot):
     with qtbot.waitSignal(session.finished, timeout=5000):
         session.start()
     assert failures == [] and not session.running
+
+
+def test_held_out_scoring_is_abandonable():
+    """The held-out NLL a run measures during training (CI's fuzz closed the window while a
+    VAE scored its validation digits with 5000-sample IWAE bounds: the pass ran on past the
+    close, and the window's thread was destroyed while running)."""
+    from core.evaluation import nll_of
+
+    vae = registry.create("vae", [784], hidden=16, latent=2, eval_k=8)
+    digits = (torch.rand(40, 784) < 0.2).float()
+    flag = threading.Event()
+    token = abandon.set(flag)
+    try:
+        with torch.no_grad():
+            assert torch.isfinite(vae.iwae_bound(digits[:4])).all()
+            assert nll_of(vae, digits, batch_size=10).n == 40
+            flag.set()
+            with pytest.raises(Abandoned):
+                vae.iwae_bound(digits[:4])
+            with pytest.raises(Abandoned):
+                nll_of(registry.create("gaussian", [2]), torch.randn(30, 2), batch_size=10)
+    finally:
+        abandon.reset(token)
