@@ -178,19 +178,20 @@ def write(path: Path, seeds: int, note: str) -> None:
     entropies = ", ".join(f"{n} {toy.true_entropy(n):.3f}" for n in sets_2d() if toy.density_known(n))
     no_density = ", ".join(n for n in sets_2d() if not toy.density_known(n))
     missing = missing_d + missing_g
+    max_load = max((r.get("load", 0.0) for r in rows.values()), default=0.0)
     write_section("defaults_2d", f"""
 ## The playground's defaults on every built-in 2D set (issue 14)
 
 `python -m bench.defaults_2d` on {machine()}, one torch thread, on a machine shared with other jobs
-(load average up to ~10 on 2 cores), so the time shown, and held to the 5-minute budget, is the
-process's CPU time for training (`time.process_time`), not the wall time (in the JSON lines).
+(load average up to {max_load:.1f} when a run started), so the time shown, and held to the 5-minute
+budget, is the process's CPU time for training (`time.process_time`), not the wall time (in the JSON lines).
 Every exact 2D model is trained as the playground trains it when nothing is edited (its default
 hyperparameters, batch 256, its recipe of steps and learning-rate schedule through
 `core.policy.PolicyRun`) on `core.data.load(name, n={N_TRAIN}, seed={SEED})`, then scored on the
 {N_TRAIN // 4} held-out points. Each cell: held-out NLL minus the true entropy (nats; goal <= {GOAL},
 in bold where missed or over {BUDGET_S:.0f} s), the steps and the CPU time of training.
 The held-out sample's own noise is about +-0.01-0.02 nats (see the density quality section).
-True entropies: {entropies}. No true density is known for {no_density}: their NLL is shown, not scored.
+True entropies: {entropies}.{f" No true density is known for {no_density}: their NLL is shown, not scored." if no_density else ""}
 {note}
 
 Recipes (the defaults measured):
@@ -206,7 +207,7 @@ Goal: >= 24/25 modes and >= 80 % high quality on grid25, 8/8 and >= 80 % on ring
 
 {gan}
 
-{"Not run (CPU time ran out): " + ", ".join(missing) + "." if missing else "Every cell was run."}
+{"Not run: " + ", ".join(missing) + "." if missing else "Every cell was run."}
 """)
 
 

@@ -37,9 +37,9 @@ TOY_SETS: dict[str, ToySpec] = {s.name: s for s in (
     ToySpec("moons", 2, "two moons (2D)", 4000, 0.1, True),
     ToySpec("circles", 2, "two circles (2D)", 4000, 0.08, True),
     ToySpec("checkerboard", 2, "checkerboard, 8 cells (2D)", 4000, 0.0, True),
-    ToySpec("2spirals", 2, "two spirals (2D)", 4000, 0.1, False),
-    ToySpec("pinwheel", 2, "pinwheel, 5 arms (2D)", 4000, 0.1, False),
-    ToySpec("swissroll", 2, "swiss roll (2D)", 4000, 1.0, False),
+    ToySpec("2spirals", 2, "two spirals (2D)", 4000, 0.1, True),
+    ToySpec("pinwheel", 2, "pinwheel, 5 arms (2D)", 4000, 0.1, True),
+    ToySpec("swissroll", 2, "swiss roll (2D)", 4000, 1.0, True),
     ToySpec("grid25", 2, "25 gaussians on a grid (2D, mode coverage)", 4000, 0.05, True),
     ToySpec("ring8", 2, "8 gaussians on a ring (2D, mode coverage)", 4000, 0.01, True),
     ToySpec("mixture1d", 1, "mixture of 3 gaussians (1D)", 2000, 0.5, True),
@@ -186,6 +186,8 @@ def _mixture_form(name: str, noise: float) -> tuple[np.ndarray, np.ndarray, np.n
     if name == "circles":
         c = _circles_nodes(_nodes_per_curve(2 * np.pi, noise)) * 3
         return c, np.full(len(c), -math.log(len(c))), np.full(len(c), 3 * noise)
+    if name == "swissroll":
+        return _swissroll_form(noise)
     if name == "mixture1d":
         return _MIX_MU[:, None], np.log(_MIX_W), noise * _MIX_REL_STD
     return None
@@ -228,6 +230,110 @@ def _mixture_logpdf(x: np.ndarray, centres: np.ndarray, log_w: np.ndarray, std: 
         out[i:i + step] = lse - (x2 * half_inv[0] if uniform_std else 0.0)
     return out
 
+
+
+def _swissroll_form(noise: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Swiss roll as a quadrature mixture: t ~ U[1.5pi, 4.5pi], x = (t cos t, t sin t)/5 + (noise/5) N(0, I);
+    midpoint nodes in t, spaced (along the curve, at its fastest) at most half the noise std."""
+    s = noise / 5
+    lo, hi = 1.5 * np.pi, 4.5 * np.pi
+    speed = math.hypot(1.0, hi) / 5  # |dc/dt| is largest at the outer end
+    k = _nodes_per_curve(speed * (hi - lo), s)
+    t = lo + (np.arange(k) + 0.5) * (hi - lo) / k
+    c = np.stack([t * np.cos(t), t * np.sin(t)], 1) / 5
+    return c, np.full(k, -math.log(k)), np.full(k, s)
+
+
+def _ndtr(z: np.ndarray) -> np.ndarray:
+    import torch  # numpy has no erf; torch's float64 ndtr is exact and vectorised
+    return torch.special.ndtr(torch.from_numpy(z)).numpy()
+
+
+def _spirals_logpdf(x: np.ndarray, noise: float) -> np.ndarray:
+    """Two spirals: t = sqrt(u) 3pi (density 2t/(3pi)^2), sign = +-1 with probability 1/2 each,
+    x = sign (c(t) + 0.5 U[0,1]^2) / 3 + noise N(0, I), c(t) = (-t cos t, t sin t). Given (t, sign)
+    each coordinate is a box of side 1/6 convolved with N(0, noise^2):
+    (Phi((x-a)/s) - Phi((x-b)/s)) / (b-a). Midpoint quadrature over t, spaced (along the curve, at
+    its fastest) at most half the noise std; Phi(m+d) - Phi(m-d) is evaluated at -|m| (it is even
+    in m) so that no cancellation of two values near 1 occurs. -inf only where every term
+    underflows (some 35 noise stds from both spirals)."""
+    tmax = 3 * np.pi
+    speed = math.hypot(1.0, tmax) / 3
+    k = _nodes_per_curve(speed * tmax, noise)
+    dt = tmax / k
+    t = (np.arange(k) + 0.5) * dt
+    w = 2 * t / tmax ** 2 * dt
+    w = w / w.sum() / 2  # midpoint weights of the t density, and 1/2 per sign
+    c = np.stack([-t * np.cos(t), t * np.sin(t)], 1) / 3
+    mid = np.concatenate([c + 1 / 12, -(c + 1 / 12)])  # box centres for sign +1 and -1
+    wk = np.concatenate([w, w]) * 36.0  # / (b-a)^2, b-a = 1/6
+    half = (1 / 12) / noise
+    out = np.empty(len(x))
+    step = max(1, 65_536 // len(mid))
+    for i in range(0, len(x), step):
+        xb = x[i:i + step]
+        p = np.ones((len(xb), len(mid)))
+        for j in range(2):
+            m = -np.abs(xb[:, j, None] - mid[None, :, j]) / noise
+            p *= _ndtr(m + half) - _ndtr(m - half)
+        with np.errstate(divide="ignore"):
+            out[i:i + step] = np.log(p @ wk)
+    return out
+
+
+_PIN_RADIAL = 0.3  # radial std of the pinwheel's arms
+_PIN_RATE = 0.25
+
+
+def _pinwheel_logpdf(x: np.ndarray, noise: float, grid: int = 400, span: float = 12.0) -> np.ndarray:
+    """Pinwheel: label k uniform in 0..4, a_k = 2 pi k / 5, f ~ N((1, 0), diag(0.3^2, noise^2)),
+    theta = a_k + 0.25 exp(f0), x = 2 R(-theta) f. Inverting, f = R(theta) x / 2, so with
+    x/2 = r (cos phi, sin phi) each preimage is a root u = f0 of g(u) = r cos(theta_k(u) + phi) - u
+    on [-r, r], f1 = r sin(theta_k(u) + phi), and p(x) = (1/5) sum_k sum_roots
+    p_f(f) / (4 |1 + 0.25 f1 exp(f0)|) (the Jacobian of f -> x is 4 (1 + theta'(f0) f1)).
+    Roots are bracketed on a grid of ``grid`` points over [-r, r] within ``span`` radial stds of
+    f0 = 1 (outside it p_f < exp(-span^2/2) of its peak) and refined by bisection to ~1e-12."""
+    rho = np.sqrt((x ** 2).sum(1)) / 2
+    phi = np.arctan2(x[:, 1], x[:, 0])
+    lo = np.maximum(-rho, 1 - span * _PIN_RADIAL)
+    hi = np.minimum(rho, 1 + span * _PIN_RADIAL)
+    ok = hi > lo
+    dens = np.zeros(len(x))
+    frac = np.linspace(0.0, 1.0, grid)
+    log_norm = -math.log(2 * math.pi * _PIN_RADIAL * noise)
+    step = max(1, 200_000 // grid)
+    for i in range(0, len(x), step):
+        sel = np.nonzero(ok[i:i + step])[0] + i
+        if not len(sel):
+            continue
+        r, ph = rho[sel, None], phi[sel, None]
+        u = lo[sel, None] + (hi[sel] - lo[sel])[:, None] * frac[None, :]  # (n, grid)
+        for k in range(5):
+            a = 2 * np.pi * k / 5
+
+            def g(uu, rr, pp):
+                return rr * np.cos(a + _PIN_RATE * np.exp(uu) + pp) - uu
+
+            gv = g(u, r, ph)
+            row, col = np.nonzero((gv[:, :-1] > 0) != (gv[:, 1:] > 0))
+            if not len(row):
+                continue
+            rr, pp = r[row, 0], ph[row, 0]
+            ua, ub = u[row, col], u[row, col + 1]
+            ga = gv[row, col]
+            for _ in range(40):
+                um = 0.5 * (ua + ub)
+                gm = g(um, rr, pp)
+                left = (gm > 0) == (ga > 0)
+                ua, ga = np.where(left, um, ua), np.where(left, gm, ga)
+                ub = np.where(left, ub, um)
+            f0 = 0.5 * (ua + ub)
+            f1 = rr * np.sin(a + _PIN_RATE * np.exp(f0) + pp)
+            logpf = log_norm - 0.5 * ((f0 - 1) / _PIN_RADIAL) ** 2 - 0.5 * (f1 / noise) ** 2
+            jac = 4 * np.abs(1 + _PIN_RATE * f1 * np.exp(f0))
+            np.add.at(dens, sel[row], np.exp(logpf) / jac / 5)
+    with np.errstate(divide="ignore"):
+        return np.log(dens)
 
 # --------------------------------------------------------------------------------------------
 # sampling
@@ -351,6 +457,10 @@ def log_density(name: str, x, noise: float | None = None) -> np.ndarray | None:
         nu = _T_DOF
         c = math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(noise)
         return c - (nu + 1) / 2 * np.log1p((x[:, 0] / noise) ** 2 / nu)
+    if name == "2spirals":
+        return _spirals_logpdf(x, noise)
+    if name == "pinwheel":
+        return _pinwheel_logpdf(x, noise)
     form = _mixture_form(name, noise)
     assert form is not None
     return _mixture_logpdf(x, *form)

@@ -160,6 +160,33 @@ class ActNorm(nn.Module):
         return (z - self.bias) * (-self.log_scale).exp()
 
 
+class FixedRotation(nn.Module):
+    """A fixed orthogonal mixing of the coordinates (unit Jacobian determinant), drawn once from a
+    seeded generator (the layer index): Glow's 1x1 mixing, frozen. Without it, alternating
+    couplings on a set whose coordinates are independent (grid25: a product of two 1D mixtures)
+    have nothing to condition on: every coupling's input is independent of what it moves, so the
+    best affine coupling is a constant one and the flow stays at a gaussian. A checkpoint saved
+    before the rotation existed loads with the identity in its place (the model it was)."""
+
+    def __init__(self, dim: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(1000 + seed)
+        q, r = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+        q = q * torch.sign(torch.diagonal(r))[None, :]  # a uniformly random orthogonal matrix
+        self.register_buffer("weight", q.float())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "weight" not in state_dict:  # saved before the rotation existed
+            state_dict[prefix + "weight"] = torch.eye(self.weight.shape[0])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x):
+        return x @ self.weight.T, torch.zeros(len(x), device=x.device, dtype=x.dtype)
+
+    def inverse(self, z):
+        return z @ self.weight
+
+
 class AffineCoupling(nn.Module):
     """``z = m * x + (1 - m) * (x * exp(s) + t)``, ``(s, t) = net(m * x)``, ``s`` soft-clamped."""
 
@@ -217,21 +244,32 @@ class RealNVP(CouplingFlow):
         self.couplings = nn.ModuleList(
             AffineCoupling(m, int(hp["hidden"]), int(hp["depth"]), float(hp["clamp"])) for m in masks)
         self.norms = nn.ModuleList(ActNorm(self.dim) for _ in masks) if hp["actnorm"] else None
+        self.mixes = nn.ModuleList(FixedRotation(self.dim, i) for i in range(len(masks)))
 
     def _steps(self):
         for i, coupling in enumerate(self.couplings):
             if self.norms is not None:
                 yield self.norms[i]
+            yield self.mixes[i]
             yield coupling
+
+    def _unmix(self) -> torch.Tensor:
+        """The product of the fixed rotations, ``P = R_L ... R_1``; the flow ends with ``P^-1`` so
+        that an untrained flow (identity couplings, no ActNorm yet) is still the identity."""
+        p = self.mixes[0].weight
+        for mix in self.mixes[1:]:
+            p = mix.weight @ p
+        return p
 
     def forward_flow(self, x):
         logdet = torch.zeros(len(x), device=x.device, dtype=x.dtype)
         for step in self._steps():
             x, ld = step(x)
             logdet = logdet + ld
-        return x, logdet
+        return x @ self._unmix(), logdet
 
     def inverse_flow(self, z):
+        z = z @ self._unmix().T
         for step in reversed(list(self._steps())):
             z = step.inverse(z)
         return z
