@@ -36,7 +36,7 @@ SEED = 0
 
 #: Per model: hyperparameters, training steps (full / --quick) and the schedule's peak lr.
 CONFIGS: dict[str, dict] = {
-    "realnvp": {"hparams": {"layers": 12, "hidden": 64, "depth": 2, "batch_size": 256},
+    "realnvp": {"hparams": {"layers": 12, "hidden": 64, "depth": 2, "clamp": 1.0, "batch_size": 256},
                 "lr": 2e-3, "steps": 6000, "quick_steps": 600},
     # not part of the goal; ``--models nice`` for comparison
     "nice": {"hparams": {"layers": 8, "hidden": 64, "depth": 3, "batch_size": 256},
